@@ -1,0 +1,157 @@
+"""A thread-based micro-batcher: request threads submit rows, one model thread runs batches."""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+
+class Outcome:
+    """What a row came back with: a value and response details, or an error."""
+
+    __slots__ = ("value", "status", "content_type", "headers", "error")
+
+    def __init__(self, value: Any = None, status: int = 200, content_type: str | None = None,
+                 headers: dict[str, str] | None = None, error: Exception | None = None) -> None:
+        self.value = value
+        self.status = status
+        self.content_type = content_type
+        self.headers = headers
+        self.error = error
+
+
+class Group:
+    """The rows of one HTTP request; `event` is set when every row has an outcome."""
+
+    __slots__ = ("outcomes", "remaining", "event", "_lock")
+
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[Outcome | None] = [None] * size
+        self.remaining = size
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+
+    def resolve(self, index: int, outcome: Outcome) -> None:
+        with self._lock:
+            if self.outcomes[index] is not None:
+                return  # a row resolves once (a late result after a timeout is dropped)
+            self.outcomes[index] = outcome
+            self.remaining -= 1
+            done = self.remaining == 0
+        if done:
+            self.event.set()
+
+
+class Job:
+    """One row waiting for the model."""
+
+    __slots__ = ("row", "headers", "request_id", "enqueued", "deadline", "group", "index")
+
+    def __init__(self, row: Any, headers: dict[str, str], request_id: str, enqueued: float,
+                 deadline: float, group: Group, index: int) -> None:
+        self.row = row
+        self.headers = headers
+        self.request_id = request_id
+        self.enqueued = enqueued
+        self.deadline = deadline
+        self.group = group
+        self.index = index
+
+    def resolve(self, outcome: Outcome) -> None:
+        self.group.resolve(self.index, outcome)
+
+
+class Batcher:
+    """Collects rows from request threads into batches for one model thread.
+
+    Lifecycle: `start()` launches the model thread, which first runs
+    `before_start` (the model load, so that CUDA is initialised in the thread
+    that uses it), then serves batches; `submit(jobs)` is called by request
+    threads and never blocks; `stop(timeout)` lets queued rows finish and
+    answers what is still queued at the deadline with `on_dropped`.
+
+    Policy: when the model thread is idle, whatever is queued runs at once (a
+    lone request never waits for company). While a batch runs, arrivals
+    accumulate; the next batch takes up to `batch_size` of them. Waiting is
+    thus bounded by the running batch, never by a timer, so the max batch delay
+    is an upper bound that the policy never needs to spend. Rows past their
+    deadline are answered by `on_expired` and never reach the model.
+    """
+
+    def __init__(self, run_batch: Callable[[list[Job]], None], batch_size: int, queue_size: int,
+                 on_expired: Callable[[Job], None], on_dropped: Callable[[Job], None],
+                 before_start: Callable[[], bool] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._run_batch = run_batch
+        self.batch_size = batch_size
+        self.queue_size = queue_size
+        self._on_expired = on_expired
+        self._on_dropped = on_dropped
+        self._before_start = before_start
+        self._clock = clock
+        self._queue: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.busy = False
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="mkserve-model", daemon=True)
+        self._thread.start()
+
+    def submit(self, jobs: Iterable[Job], count: int) -> bool:
+        """Queue all of a request's rows, or none if they do not fit (caller sheds)."""
+        with self._cond:
+            if self._stopping or len(self._queue) + count > self.queue_size:
+                return False
+            self._queue.extend(jobs)
+            if not self.busy:
+                self._cond.notify()
+        return True
+
+    def stop(self, timeout: float) -> int:
+        """Finish queued rows within `timeout`; drop (answer) the rest. Returns rows dropped."""
+        deadline = self._clock() + timeout
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - self._clock()))
+        with self._cond:
+            left = list(self._queue)
+            self._queue.clear()
+        for job in left:
+            self._on_dropped(job)
+        return len(left)
+
+    def _main(self) -> None:
+        if self._before_start is not None and not self._before_start():
+            return
+        while True:
+            with self._cond:
+                self.busy = False
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                self.busy = True
+                batch, expired = self._take()
+            for job in expired:
+                self._on_expired(job)
+            if batch:
+                self._run_batch(batch)
+
+    def _take(self) -> tuple[list[Job], list[Job]]:
+        now = self._clock()
+        queue = self._queue
+        batch: list[Job] = []
+        expired: list[Job] = []
+        while queue and len(batch) < self.batch_size:
+            job = queue.popleft()
+            (expired if job.deadline <= now else batch).append(job)
+        return batch, expired

@@ -1,0 +1,57 @@
+"""Logging: JSON lines (one object per line) for machines, plain text for terminals."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """time, level, logger, message, plus any `extra` fields (request_id, model, status...)."""
+
+    def __init__(self, static: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.static = static or {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                    + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(self.static)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+
+def logging_config(fmt: str, level: str, static: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A dictConfig for the root logger and gunicorn's own loggers."""
+    formatter: dict[str, Any] = (
+        {"()": JsonFormatter, "static": static or {}} if fmt == "json" else {"()": TextFormatter})
+    handler = {"class": "logging.StreamHandler", "formatter": "main",
+               "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"main": formatter},
+        "handlers": {"main": handler},
+        "root": {"level": level.upper(), "handlers": ["main"]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": ["main"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": ["main"], "propagate": False},
+        },
+    }

@@ -1,0 +1,149 @@
+"""Prometheus metrics: TorchServe's names plus mkserve's own, correct across gunicorn workers.
+
+With PROMETHEUS_MULTIPROC_DIR set (the server sets it before anything imports
+prometheus_client), each worker writes its samples to files in that folder
+and any worker's /metrics reports the sum over all of them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("mkserve.metrics")
+
+LATENCY_MS_BUCKETS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+                      60000, 120000)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+_NAME_RE = re.compile(r"[^a-zA-Z0-9_:]")
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class Metrics:
+    """All series one worker reports, labelled with the model's name and version.
+
+    Gauges use multiprocess modes that make a scrape through any worker
+    correct: `livesum` for per-worker states (workers, in-flight, queue),
+    `sum` for the TorchServe microsecond totals (they must never go down).
+    """
+
+    def __init__(self, model_name: str, model_version: str,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry
+        self.labels = {"model_name": model_name, "model_version": model_version}
+        base = ("model_name", "model_version")
+        reg = {"registry": registry}
+        self.requests = Counter("ts_inference_requests", "Prediction requests received",
+                                base, **reg).labels(**self.labels)
+        self.latency_ms = Histogram("ts_inference_latency_ms",
+                                    "Time from request received to answer (ms)", base,
+                                    buckets=LATENCY_MS_BUCKETS, **reg).labels(**self.labels)
+        self.queue_ms = Histogram("ts_queue_latency_ms", "Time a row waited for the model (ms)",
+                                  base, buckets=LATENCY_MS_BUCKETS, **reg).labels(**self.labels)
+        self.latency_us = Gauge("ts_inference_latency_microseconds",
+                                "Total time spent answering requests (µs), TorchServe-compatible",
+                                base, multiprocess_mode="sum", **reg).labels(**self.labels)
+        self.queue_us = Gauge("ts_queue_latency_microseconds",
+                              "Total time rows waited for the model (µs), TorchServe-compatible",
+                              base, multiprocess_mode="sum", **reg).labels(**self.labels)
+        self.workers = Gauge("ts_model_workers", "Workers serving the model (ready)",
+                             ("model_name",), multiprocess_mode="livesum",
+                             **reg).labels(model_name=model_name)
+        self.gpu_memory = Gauge("ts_gpu_memory_used_bytes",
+                                "GPU memory allocated by the model's workers (0 on CPU)",
+                                ("model_name",), multiprocess_mode="livesum",
+                                **reg).labels(model_name=model_name)
+        self.batch_size = Histogram("mkserve_batch_size", "Rows per batch handed to the handler",
+                                    base, buckets=BATCH_BUCKETS, **reg).labels(**self.labels)
+        self.inflight = Gauge("mkserve_inflight_requests", "Prediction requests being answered",
+                              base, multiprocess_mode="livesum", **reg).labels(**self.labels)
+        self.queue_depth = Gauge("mkserve_queue_depth", "Rows waiting for the model",
+                                 base, multiprocess_mode="livesum", **reg).labels(**self.labels)
+        self.load_seconds = Gauge("mkserve_model_load_seconds", "Time to load the model (s)",
+                                  base, multiprocess_mode="max", **reg).labels(**self.labels)
+        self.responses = Counter("mkserve_responses", "Prediction answers by HTTP status",
+                                 base + ("status",), **reg)
+        self.shed_total = Counter("mkserve_shed_requests", "Requests refused with a full queue",
+                                  base, **reg).labels(**self.labels)
+        self.handler_errors = Counter("mkserve_handler_errors", "Batches or rows the handler "
+                                      "failed, by status", base + ("status",), **reg)
+        self.gpu_memory.set(0)
+        self._custom: dict[str, Any] = {}
+        self._custom_lock = threading.Lock()
+
+    # -- request threads --------------------------------------------------
+    def request_started(self) -> None:
+        self.requests.inc()
+        self.inflight.inc()
+
+    def request_finished(self, status: int, elapsed_ms: float) -> None:
+        self.inflight.dec()
+        self.latency_ms.observe(elapsed_ms)
+        self.latency_us.inc(elapsed_ms * 1000.0)
+        self.responses.labels(status=str(status), **self.labels).inc()
+
+    def shed(self) -> None:
+        self.shed_total.inc()
+
+    # -- model thread -----------------------------------------------------
+    def model_loaded(self, seconds: float) -> None:
+        self.load_seconds.set(seconds)
+        self.workers.set(1)
+
+    def worker_stopped(self) -> None:
+        self.workers.set(0)
+
+    def batch(self, size: int, queue_ms: list[float]) -> None:
+        self.batch_size.observe(size)
+        for waited in queue_ms:
+            self.queue_ms.observe(waited)
+        self.queue_us.inc(sum(queue_ms) * 1000.0)
+
+    def inference(self, size: int, elapsed_ms: float, depth: int = 0) -> None:
+        self.queue_depth.set(depth)
+
+    def gpu_memory_used(self, used: int) -> None:
+        self.gpu_memory.set(used)
+
+    def handler_error(self, status: int) -> None:
+        self.handler_errors.labels(status=str(status), **self.labels).inc()
+
+    def handler_metric(self, name: str, kind: str, value: float, unit: str,
+                       dimensions: dict[str, str]) -> None:
+        """The handler's context.metrics calls, as Prometheus series named after the metric."""
+        key = _NAME_RE.sub("_", name)
+        if key[:1].isdigit():
+            key = "_" + key
+        dims = {_NAME_RE.sub("_", k): str(v) for k, v in dimensions.items()}
+        with self._custom_lock:
+            metric = self._custom.get(key)
+            if metric is None:
+                labelnames = ("model_name",) + tuple(sorted(dims))
+                doc = f"Handler metric {name} ({unit})" if unit else f"Handler metric {name}"
+                if kind == "counter":
+                    metric = Counter(key, doc, labelnames, registry=self.registry)
+                elif kind == "histogram":
+                    metric = Histogram(key, doc, labelnames, registry=self.registry)
+                else:
+                    metric = Gauge(key, doc, labelnames, multiprocess_mode="livemostrecent",
+                                   registry=self.registry)
+                self._custom[key] = metric
+        expected = set(metric._labelnames) - {"model_name"}
+        if set(dims) != expected:
+            log.warning("handler metric %s: dimensions %s differ from its first use %s; dropped",
+                        name, sorted(dims), sorted(expected))
+            return
+        child = metric.labels(model_name=self.labels["model_name"], **dims)
+        if kind == "counter":
+            child.inc(value)
+        elif kind == "histogram":
+            child.observe(value)
+        else:
+            child.set(value)

@@ -1,0 +1,244 @@
+"""Start the runtime: resolve settings, open the model, run gunicorn with mkserve's hooks.
+
+The image's ENTRYPOINT (`python -m mkserve.runtime`) and `mkserve serve` both
+end here, so both run the same process tree: a gunicorn master (PID 1 in a
+container) and gthread workers, each loading the model after fork.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import logging.config
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from . import __version__
+from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_workers
+from .logs import logging_config
+from .settings import RuntimeSettings, SettingsError, resolve
+from .source import ModelSource, SourceError, open_source
+
+log = logging.getLogger("mkserve.server")
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_CONFIG = 2
+EXIT_MODEL = 3  # gunicorn's WORKER_BOOT_ERROR: the arbiter halts with it
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class Runtime(BaseApplication):  # type: ignore[misc]
+    """gunicorn application: configuration in, one Flask app per worker out."""
+
+    def __init__(self, settings: RuntimeSettings, source: ModelSource, plan: WorkerPlan) -> None:
+        self.settings = settings
+        self.source = source
+        self.plan = plan
+        self.service: Any = None
+        self._slot = 0
+        super().__init__()
+
+    def load_config(self) -> None:
+        s, plan = self.settings, self.plan
+        config = {
+            "bind": [f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.port}"],
+            "workers": plan.workers,
+            "worker_class": "gthread",
+            "threads": plan.threads,
+            # The model loads in a thread, so the heartbeat runs during long loads.
+            "timeout": 30,
+            "graceful_timeout": max(1, round(s.graceful_timeout_s)),
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": s.log_level,
+            "logconfig_dict": logging_config(s.log_format, s.log_level,
+                                             {"model": s.model_name or self.source.name}),
+            "proc_name": f"mkserve-{s.model_name or self.source.name}",
+            "worker_tmp_dir": tempfile.gettempdir(),
+            "control_socket_disable": True,
+            "on_starting": self._on_starting,
+            "when_ready": self._when_ready,
+            "pre_fork": self._pre_fork,
+            "post_fork": self._post_fork,
+            "post_worker_init": self._post_worker_init,
+            "worker_exit": self._worker_exit,
+            "child_exit": self._child_exit,
+        }
+        for key, value in config.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    # -- master -----------------------------------------------------------
+    def _on_starting(self, arbiter: Any) -> None:
+        folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        for name in os.listdir(folder):  # stale samples from an earlier run must not count
+            os.unlink(os.path.join(folder, name))
+
+    def _when_ready(self, arbiter: Any) -> None:
+        s, plan = self.settings, self.plan
+        device = f"{plan.gpus} GPU(s)" if plan.gpus else "CPU"
+        log.info("serving %s %s on http://%s:%d (%d workers x %d threads, %d intra-op threads, %s)",
+                 s.model_name or self.source.name, self.source.version, s.host, s.port,
+                 plan.workers, plan.threads, plan.intra_op_threads, device)
+        for name in ("K_SERVICE", "K_REVISION", "K_CONFIGURATION"):
+            if os.environ.get(name):
+                log.info("platform %s=%s", name, os.environ[name])
+        if s.metrics_port:
+            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            start_http_server(s.metrics_port, addr=s.host, registry=registry)
+            log.info("metrics also on http://%s:%d/metrics", s.host, s.metrics_port)
+
+    def _pre_fork(self, arbiter: Any, worker: Any) -> None:
+        # Give the new worker the least-used slot, so that a replaced worker
+        # takes over its predecessor's GPU rather than doubling up on another.
+        used = [getattr(w, "mkserve_slot", -1) for w in arbiter.WORKERS.values()]
+        slots = range(self.plan.workers)
+        worker.mkserve_slot = min(slots, key=lambda i: (used.count(i), i))
+
+    def _child_exit(self, arbiter: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+    # -- worker -----------------------------------------------------------
+    def _post_fork(self, arbiter: Any, worker: Any) -> None:
+        import torch
+
+        self._slot = getattr(worker, "mkserve_slot", 0)
+        torch.set_num_threads(self.plan.intra_op_threads)
+
+    def load(self) -> Any:
+        """Runs in each worker after fork: build the service and the app, start loading."""
+        from .app import create_app
+        from .metrics import Metrics
+        from .service import ModelService
+
+        gpu_id = gpu_for_worker(self._slot, self.plan.gpus)
+        name = self.settings.model_name or self.source.name
+        metrics = Metrics(name, self.source.version)
+        self.service = ModelService(self.source, self.settings, gpu_id, metrics,
+                                    on_load_failed=self._exit_after_grace)
+        app = create_app(self.service, metrics, access_log=self.settings.access_log)
+        _attach_exporter(app)
+        self.service.start()
+        return app
+
+    def _post_worker_init(self, worker: Any) -> None:
+        original = worker.handle_exit
+
+        def drain_then_exit(sig: int, frame: Any) -> None:
+            if self.service is not None:
+                self.service.drain()  # readiness turns 503 at once
+            original(sig, frame)
+
+        signal.signal(signal.SIGTERM, drain_then_exit)
+
+    def _worker_exit(self, arbiter: Any, worker: Any) -> None:
+        if self.service is not None:
+            self.service.metrics.worker_stopped()
+            self.service.stop(0.0)
+
+    def _exit_after_grace(self, reason: str) -> None:
+        def leave() -> None:
+            time.sleep(self.settings.load_failure_grace_s)
+            logging.getLogger("mkserve.server").critical(
+                "exiting: model %s failed to load: %s", self.source.name, reason)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os._exit(EXIT_MODEL)
+
+        threading.Thread(target=leave, name="mkserve-exit", daemon=True).start()
+
+
+def _attach_exporter(app: Any) -> None:
+    """/metrics through prometheus-flask-exporter, aggregating every worker's samples."""
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+    GunicornInternalPrometheusMetrics(
+        app, path="/metrics", group_by="endpoint",
+        excluded_paths=["/metrics", "/ping", "/livez", "/readyz", "/v2/health"])
+
+
+def _owned_tempdir(prefix: str) -> str:
+    """A temp folder removed when this process (the master, not a forked worker) exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
+    return path
+
+
+def prepare(env: dict[str, str] | None = None) -> tuple[RuntimeSettings, ModelSource, WorkerPlan]:
+    """Resolve settings and open the model source; raises SettingsError or SourceError."""
+    env = dict(os.environ if env is None else env)
+    first = resolve(env)
+    workdir = None
+    if not os.path.isdir(first.model_dir):
+        workdir = _owned_tempdir("mkserve-model-")
+    source = open_source(first.model_dir, workdir)
+    warnings: list[str] = []
+    settings = resolve(env, source.model_config, warn=warnings.append)
+    for warning in warnings:
+        log.warning(warning)
+    for note in source.notes:
+        log.info(note)
+    settings = settings.replace(model_name=settings.model_name or source.name)
+    mc = source.model_config
+    plan = plan_workers(settings.workers, settings.threads, settings.intra_op_threads,
+                        settings.batch_size, settings.device, cpu_cores(),
+                        gpu_count() if settings.device != "cpu" else 0,
+                        min_workers=_int(mc.get("minWorkers")),
+                        max_workers=_int(mc.get("maxWorkers")))
+    if settings.device == "gpu" and plan.gpus == 0:
+        log.warning("deviceType gpu requested but no GPU is visible; serving on CPU")
+    return settings, source, plan
+
+
+def main() -> int:
+    """Entry point of `python -m mkserve.runtime`; returns the process exit code."""
+    fmt = os.environ.get("MKSERVE_LOG_FORMAT", "json")
+    level = os.environ.get("MKSERVE_LOG_LEVEL", "info")
+    try:
+        logging.config.dictConfig(logging_config(fmt if fmt in ("json", "text") else "json",
+                                                 level if level in ("debug", "info", "warning",
+                                                                    "error") else "info"))
+        settings, source, plan = prepare()
+    except SettingsError as exc:
+        log.critical("%s", exc)
+        return EXIT_CONFIG
+    except SourceError as exc:
+        log.critical("cannot serve the model: %s", exc)
+        return EXIT_MODEL
+    metrics_dir = _owned_tempdir("mkserve-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # Import torch and the web stack once in the master so that workers fork
+    # with them loaded (faster start, shared pages); this does not touch CUDA.
+    import flask  # noqa: F401
+    import torch  # noqa: F401
+
+    log.info("mkserve %s starting: model %s from %s", __version__, source.name, source.origin)
+    Runtime(settings, source, plan).run()
+    return EXIT_OK

@@ -1,0 +1,228 @@
+"""The runtime's environment contract: every MKSERVE_* setting, declared once.
+
+The runtime reads these; the builder bakes them into images as ENV from the
+same declarations; `mkserve serve` passes its flags through them. Precedence,
+in one place: environment (which is where CLI flags and build flags land) >
+the archive's model-config.yaml > the default written here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message lists each with its fix."""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError("expected one of " + ", ".join(options))
+        return value
+
+    return parse
+
+
+def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        value = kind(raw.strip())
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    return parse
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        value = kind(raw.strip())
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def _status(raw: str) -> int:
+    value = int(raw)
+    if value not in (429, 503):
+        raise ValueError("expected 429 or 503")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One knob: its environment variable, parser, default and meaning.
+
+    `model_config` names the model-config.yaml key that supplies a value when
+    the environment does not (TorchServe's names); `scale` converts that
+    key's unit into this setting's unit.
+    """
+
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    model_config: str | None = None
+    example: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("model_dir", "MKSERVE_MODEL", str, "/opt/mkserve/model",
+            "Model to serve: an unpacked model folder, a .mar or a .tar.gz."),
+    Setting("model_name", "MODEL_NAME", str, "",
+            "Name in /predictions/{name}; defaults to the manifest's modelName."),
+    Setting("host", "MKSERVE_HOST", str, "0.0.0.0", "Address to listen on."),
+    Setting("port", "PORT", _positive(int), 8080, "Port to listen on (Knative/Cloud Run set PORT)."),
+    Setting("workers", "MKSERVE_WORKERS", _non_negative(int), 0,
+            "gunicorn worker processes; 0 = one per GPU, or sized from the CPU quota.",
+            model_config="minWorkers"),
+    Setting("threads", "MKSERVE_THREADS", _non_negative(int), 0,
+            "Request threads per worker; 0 = max(batch size, 8)."),
+    Setting("intra_op_threads", "MKSERVE_INTRA_OP_THREADS", _non_negative(int), 0,
+            "torch intra-op threads per worker; 0 = available cores / workers."),
+    Setting("batch_size", "MKSERVE_BATCH_SIZE", _positive(int), 1,
+            "Largest batch handed to the handler.", model_config="batchSize"),
+    Setting("max_batch_delay_ms", "MKSERVE_MAX_BATCH_DELAY_MS", _non_negative(float), 100.0,
+            "Most a request may wait for company while the model is busy (ms).",
+            model_config="maxBatchDelay"),
+    Setting("queue_size", "MKSERVE_QUEUE_SIZE", _positive(int), 100,
+            "Rows that may wait per worker before requests are shed.",
+            model_config="jobQueueSize"),
+    Setting("response_timeout_s", "MKSERVE_RESPONSE_TIMEOUT", _positive(float), 120.0,
+            "Deadline of a request (s); later ones are answered 504 and never run.",
+            model_config="responseTimeout"),
+    Setting("startup_timeout_s", "MKSERVE_STARTUP_TIMEOUT", _positive(float), 300.0,
+            "Budget for loading the model in a worker (s).", model_config="startupTimeout"),
+    Setting("max_request_bytes", "MKSERVE_MAX_REQUEST_SIZE", _positive(int), 6553500,
+            "Largest request body in bytes; larger ones get 413."),
+    Setting("graceful_timeout_s", "MKSERVE_GRACEFUL_TIMEOUT", _positive(float), 8.0,
+            "On SIGTERM, time to finish queued and in-flight requests (s)."),
+    Setting("device", "MKSERVE_DEVICE", _choice("auto", "cpu", "gpu"), "auto",
+            "auto uses GPUs when the host has them.", model_config="deviceType"),
+    Setting("shed_status", "MKSERVE_SHED_STATUS", _status, 503,
+            "Status for a full queue (503 or 429), always with Retry-After."),
+    Setting("log_format", "MKSERVE_LOG_FORMAT", _choice("json", "text"), "json",
+            "json lines, or text for a terminal."),
+    Setting("log_level", "MKSERVE_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
+            "info", "Log level."),
+    Setting("access_log", "MKSERVE_ACCESS_LOG", _parse_bool, True, "Log one line per request."),
+    Setting("metrics_port", "MKSERVE_METRICS_PORT", _non_negative(int), 0,
+            "Also serve /metrics on this port (0 = only on the serving port)."),
+    Setting("load_failure_grace_s", "MKSERVE_LOAD_FAILURE_GRACE", _non_negative(float), 2.0,
+            "After a failed model load, seconds to report 503 before exiting non-zero."),
+    Setting("precision", "MKSERVE_PRECISION", _choice("fp32", "bf16", "fp16"), "fp32",
+            "Autocast precision for inference (bf16 works on CPU)."),
+    Setting("warmup_file", "MKSERVE_WARMUP_FILE", str, "",
+            "A request body (JSON) run once before the worker reports ready."),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Values of every setting, after precedence and validation."""
+
+    model_dir: str = "/opt/mkserve/model"
+    model_name: str = ""
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 0
+    threads: int = 0
+    intra_op_threads: int = 0
+    batch_size: int = 1
+    max_batch_delay_ms: float = 100.0
+    queue_size: int = 100
+    response_timeout_s: float = 120.0
+    startup_timeout_s: float = 300.0
+    max_request_bytes: int = 6553500
+    graceful_timeout_s: float = 8.0
+    device: str = "auto"
+    shed_status: int = 503
+    log_format: str = "json"
+    log_level: str = "info"
+    access_log: bool = True
+    metrics_port: int = 0
+    load_failure_grace_s: float = 2.0
+    precision: str = "fp32"
+    warmup_file: str = ""
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def replace(self, **changes: Any) -> "RuntimeSettings":
+        return dataclasses.replace(self, **changes)
+
+
+def _from_model_config(setting: Setting, value: Any) -> Any:
+    if setting.name == "device":
+        return {"gpu": "gpu", "cpu": "cpu"}.get(str(value).lower(), "auto")
+    return setting.parse(str(value))
+
+
+def resolve(env: Mapping[str, str] | None = None,
+            model_config: Mapping[str, Any] | None = None,
+            warn: Callable[[str], None] | None = None) -> RuntimeSettings:
+    """Apply precedence and validate; raise SettingsError listing every problem.
+
+    A bad environment value is an error (the operator typed it); a bad
+    model-config.yaml value is a warning and falls back to the default, as
+    TorchServe does.
+    """
+    env = os.environ if env is None else env
+    model_config = model_config or {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for setting in SETTINGS:
+        raw = env.get(setting.env)
+        if raw is not None and raw.strip() != "":
+            try:
+                values[setting.name] = setting.parse(raw)
+                sources[setting.name] = setting.env
+            except ValueError as exc:
+                problems.append(f"{setting.env}={raw!r}: {exc} ({setting.help})")
+            continue
+        if setting.model_config and setting.model_config in model_config:
+            mc_value = model_config[setting.model_config]
+            try:
+                values[setting.name] = _from_model_config(setting, mc_value)
+                sources[setting.name] = f"model-config.yaml:{setting.model_config}"
+                continue
+            except (ValueError, TypeError) as exc:
+                if warn:
+                    warn(f"model-config.yaml {setting.model_config}={mc_value!r} ignored: {exc}")
+        values[setting.name] = setting.default
+        sources[setting.name] = "default"
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))
+    return RuntimeSettings(**values, sources=sources)
+
+
+def to_env(overrides: Mapping[str, Any]) -> dict[str, str]:
+    """Render setting values (by name) as environment variables.
+
+    Used by the builder to bake ENV lines and by `mkserve serve` to pass flags.
+    """
+    env: dict[str, str] = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        setting = BY_NAME[name]
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        setting.parse(text)  # refuse to write what the runtime would refuse to read
+        env[setting.env] = text
+    return env
