@@ -11,8 +11,14 @@ from werkzeug.exceptions import HTTPException
 
 from .batcher import Outcome
 from .codec import decode_body, dumps, encode_value
-from .errors import (BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, RouteNotFound,
-                     ServingError)
+from .errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RouteNotFound,
+    ServingError,
+)
 from .service import ModelService
 
 log = logging.getLogger("mkserve.app")

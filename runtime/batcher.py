@@ -4,13 +4,14 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 class Outcome:
     """What a row came back with: a value and response details, or an error."""
 
-    __slots__ = ("value", "status", "content_type", "headers", "error")
+    __slots__ = ("content_type", "error", "headers", "status", "value")
 
     def __init__(self, value: Any = None, status: int = 200, content_type: str | None = None,
                  headers: dict[str, str] | None = None, error: Exception | None = None) -> None:
@@ -24,7 +25,7 @@ class Outcome:
 class Group:
     """The rows of one HTTP request; `event` is set when every row has an outcome."""
 
-    __slots__ = ("outcomes", "remaining", "event", "_lock")
+    __slots__ = ("_lock", "event", "outcomes", "remaining")
 
     def __init__(self, size: int) -> None:
         self.outcomes: list[Outcome | None] = [None] * size
@@ -46,7 +47,7 @@ class Group:
 class Job:
     """One row waiting for the model."""
 
-    __slots__ = ("row", "headers", "request_id", "enqueued", "deadline", "group", "index")
+    __slots__ = ("deadline", "enqueued", "group", "headers", "index", "request_id", "row")
 
     def __init__(self, row: Any, headers: dict[str, str], request_id: str, enqueued: float,
                  deadline: float, group: Group, index: int) -> None:

@@ -10,9 +10,9 @@ import ctypes
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 MAX_CPU_WORKERS = 4
 

@@ -7,12 +7,22 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import __version__
 from .batcher import Batcher, Group, Job, Outcome
-from .errors import (BadRequest, DeadlineExceeded, HandlerFailed, OutOfMemory, Overloaded,
-                     PayloadTooLarge, PredictionFailed, ServiceUnavailable, ServingError)
+from .errors import (
+    BadRequest,
+    DeadlineExceeded,
+    HandlerFailed,
+    OutOfMemory,
+    Overloaded,
+    PayloadTooLarge,
+    PredictionFailed,
+    ServiceUnavailable,
+    ServingError,
+)
 from .settings import RuntimeSettings
 from .source import ModelSource
 
@@ -140,7 +150,7 @@ class ModelService:
             self._context.system_properties["precision"] = self.settings.precision
             self._handle = load_handler(self.source, self._context)
             self._warmup()
-        except BaseException as exc:  # noqa: BLE001 - any load failure is reported, not raised
+        except BaseException as exc:
             log.exception("handler %r failed to load", self.source.handler)
             self._fail(f"{type(exc).__name__}: {exc}")
             return False
@@ -235,7 +245,7 @@ class ModelService:
         try:
             with self._autocast():
                 result = self._handle([j.row for j in jobs], context)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - contained to this batch
+        except Exception as exc:
             error = classify(exc)
             if len(jobs) > 1 and not isinstance(error, OutOfMemory):
                 # Find the row(s) at fault so that their neighbours still get answers.

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 
 class SettingsError(ValueError):
@@ -163,7 +164,7 @@ class RuntimeSettings:
     warmup_file: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
-    def replace(self, **changes: Any) -> "RuntimeSettings":
+    def replace(self, **changes: Any) -> RuntimeSettings:
         return dataclasses.replace(self, **changes)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 class RequestInfo:
     """One request of the batch: its id and headers in, its status/headers out."""
 
-    __slots__ = ("request_id", "headers", "status", "phrase", "content_type", "response_headers")
+    __slots__ = ("content_type", "headers", "phrase", "request_id", "response_headers", "status")
 
     def __init__(self, request_id: str, headers: dict[str, str]) -> None:
         self.request_id = request_id

@@ -1,0 +1,1 @@
+"""`ts.torch_handler`: BaseHandler and TorchServe's built-in handler names."""

@@ -1,0 +1,1 @@
+"""Helpers TorchServe handlers import from `ts.utils` (see util.py)."""

@@ -1,0 +1,143 @@
+"""Batcher policy: no waiting when idle, accumulation while busy, shedding, deadlines, stop."""
+from __future__ import annotations
+
+import threading
+import time
+
+from mkserve.runtime.batcher import Batcher, Group, Job, Outcome
+
+
+def make_jobs(n: int, deadline: float = float("inf")) -> tuple[Group, list[Job]]:
+    group = Group(n)
+    now = time.monotonic()
+    return group, [Job(i, {}, f"r{i}", now, deadline, group, i) for i in range(n)]
+
+
+class Recorder:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.batches: list[list[int]] = []
+        self.delay = delay
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, jobs: list[Job]) -> None:
+        self.gate.wait()
+        self.batches.append([j.row for j in jobs])
+        time.sleep(self.delay)
+        for job in jobs:
+            job.resolve(Outcome(value=job.row * 10))
+
+
+def expired(job: Job) -> None:
+    job.resolve(Outcome(error=TimeoutError("late")))
+
+
+def dropped(job: Job) -> None:
+    job.resolve(Outcome(error=RuntimeError("dropped")))
+
+
+def test_lone_request_runs_at_once_without_waiting_for_company():
+    run = Recorder()
+    batcher = Batcher(run, batch_size=32, queue_size=100, on_expired=expired, on_dropped=dropped)
+    batcher.start()
+    group, jobs = make_jobs(1)
+    started = time.monotonic()
+    assert batcher.submit(jobs, 1)
+    assert group.event.wait(2)
+    assert time.monotonic() - started < 0.05
+    assert group.outcomes[0].value == 0
+    batcher.stop(1)
+
+
+def test_arrivals_accumulate_while_busy_and_respect_batch_size():
+    run = Recorder()
+    run.gate.clear()  # hold the first batch so that the rest queue up behind it
+    batcher = Batcher(run, batch_size=4, queue_size=100, on_expired=expired, on_dropped=dropped)
+    batcher.start()
+    groups = []
+    for _ in range(9):
+        group, jobs = make_jobs(1)
+        groups.append(group)
+        assert batcher.submit(jobs, 1)
+        time.sleep(0.01)
+    run.gate.set()
+    for group in groups:
+        assert group.event.wait(2)
+    sizes = [len(b) for b in run.batches]
+    assert sum(sizes) == 9 and max(sizes) == 4 and sizes[0] == 1
+    assert sizes[1] == 4  # everything that arrived while the first ran, up to batch size
+    batcher.stop(1)
+
+
+def test_client_batch_larger_than_batch_size_is_split_and_kept_in_order():
+    run = Recorder()
+    batcher = Batcher(run, batch_size=3, queue_size=100, on_expired=expired, on_dropped=dropped)
+    batcher.start()
+    group, jobs = make_jobs(10)
+    assert batcher.submit(jobs, 10)
+    assert group.event.wait(2)
+    assert [o.value for o in group.outcomes] == [i * 10 for i in range(10)]
+    assert all(len(b) <= 3 for b in run.batches)
+    batcher.stop(1)
+
+
+def test_full_queue_refuses_immediately_without_blocking():
+    run = Recorder()
+    run.gate.clear()
+    batcher = Batcher(run, batch_size=1, queue_size=2, on_expired=expired, on_dropped=dropped)
+    batcher.start()
+    _first, jobs = make_jobs(1)
+    batcher.submit(jobs, 1)
+    time.sleep(0.05)  # the first is now running (held at the gate)
+    assert batcher.submit(make_jobs(2)[1], 2)
+    started = time.monotonic()
+    assert not batcher.submit(make_jobs(1)[1], 1)
+    assert time.monotonic() - started < 0.05
+    run.gate.set()
+    batcher.stop(1)
+
+
+def test_expired_rows_are_answered_and_never_run():
+    run = Recorder()
+    run.gate.clear()
+    batcher = Batcher(run, batch_size=8, queue_size=100, on_expired=expired, on_dropped=dropped)
+    batcher.start()
+    _, blocker = make_jobs(1)
+    batcher.submit(blocker, 1)
+    time.sleep(0.05)
+    late_group, late = make_jobs(1, deadline=time.monotonic() + 0.01)
+    batcher.submit(late, 1)
+    time.sleep(0.05)
+    run.gate.set()
+    assert late_group.event.wait(2)
+    assert isinstance(late_group.outcomes[0].error, TimeoutError)
+    assert all(0 not in b or len(b) == 1 for b in run.batches[1:])
+    assert len(run.batches) == 1
+    batcher.stop(1)
+
+
+def test_stop_finishes_queued_rows_then_drops_the_rest_at_the_deadline():
+    run = Recorder(delay=0.2)
+    batcher = Batcher(run, batch_size=1, queue_size=100, on_expired=expired, on_dropped=dropped)
+    batcher.start()
+    groups = []
+    for _ in range(5):
+        group, jobs = make_jobs(1)
+        groups.append(group)
+        batcher.submit(jobs, 1)
+    dropped_count = batcher.stop(0.3)
+    assert dropped_count >= 1
+    for group in groups:
+        assert group.event.wait(2)
+    errors = [g.outcomes[0].error for g in groups]
+    assert errors[0] is None
+    assert isinstance(errors[-1], RuntimeError)
+    assert not batcher.submit(make_jobs(1)[1], 1)
+
+
+def test_before_start_failure_stops_the_model_thread():
+    batcher = Batcher(Recorder(), batch_size=1, queue_size=10, on_expired=expired,
+                      on_dropped=dropped, before_start=lambda: False)
+    batcher.start()
+    batcher._thread.join(1)
+    assert not batcher._thread.is_alive()
