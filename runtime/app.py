@@ -19,6 +19,7 @@ from .errors import (
     RouteNotFound,
     ServingError,
 )
+from .kserve import register_kserve
 from .service import ModelService
 
 log = logging.getLogger("mkserve.app")
@@ -122,6 +123,8 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
                                      headers=getattr(error, "headers", None))
                 raise failed
         return json_response([o.value for o in outcomes])
+
+    register_kserve(app, service, _predict)
 
     @app.before_request
     def _begin() -> None:
