@@ -96,6 +96,7 @@ class Batcher:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.busy = False
+        self.running_since: float | None = None  # when the running batch started
 
     @property
     def depth(self) -> int:
@@ -145,7 +146,11 @@ class Batcher:
             for job in expired:
                 self._on_expired(job)
             if batch:
-                self._run_batch(batch)
+                self.running_since = self._clock()
+                try:
+                    self._run_batch(batch)
+                finally:
+                    self.running_since = None
 
     def _take(self) -> tuple[list[Job], list[Job]]:
         now = self._clock()

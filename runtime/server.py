@@ -50,6 +50,7 @@ class Runtime(BaseApplication):  # type: ignore[misc]
         self.plan = plan
         self.service: Any = None
         self._slot = 0
+        self._worker: Any = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -136,13 +137,20 @@ class Runtime(BaseApplication):  # type: ignore[misc]
         name = self.settings.model_name or self.source.name
         metrics = Metrics(name, self.source.version)
         self.service = ModelService(self.source, self.settings, gpu_id, metrics,
-                                    on_load_failed=self._exit_after_grace)
+                                    on_load_failed=self._exit_after_grace,
+                                    on_stuck=self._retire)
         app = create_app(self.service, metrics, access_log=self.settings.access_log)
         _attach_exporter(app)
         self.service.start()
         return app
 
+    def _retire(self, reason: str) -> None:
+        # Ask this worker to exit gracefully; gunicorn's master starts a fresh one.
+        if self._worker is not None:
+            self._worker.handle_exit(signal.SIGTERM, None)
+
     def _post_worker_init(self, worker: Any) -> None:
+        self._worker = worker
         original = worker.handle_exit
 
         def drain_then_exit(sig: int, frame: Any) -> None:

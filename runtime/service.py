@@ -82,7 +82,8 @@ class ModelService:
 
     def __init__(self, source: ModelSource, settings: RuntimeSettings, gpu_id: int | None = None,
                  metrics: Any = None,
-                 on_load_failed: Callable[[str], None] | None = None) -> None:
+                 on_load_failed: Callable[[str], None] | None = None,
+                 on_stuck: Callable[[str], None] | None = None) -> None:
         self.source = source
         self.settings = settings
         self.model_name = settings.model_name or source.name
@@ -92,6 +93,7 @@ class ModelService:
         self.state = LOADING
         self.reason = "model is loading"
         self._on_load_failed = on_load_failed
+        self._on_stuck = on_stuck
         self._handle: Callable[[list[Any], Any], Any] | None = None
         self._context: Any = None
         self.batcher = Batcher(self._run_batch, settings.batch_size, settings.queue_size,
@@ -104,6 +106,27 @@ class ModelService:
         timer = threading.Timer(self.settings.startup_timeout_s, self._startup_expired)
         timer.daemon = True
         timer.start()
+        if self._on_stuck is not None:
+            threading.Thread(target=self._watch, name="mkserve-watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Replace a worker whose handler is stuck well past the response timeout.
+
+        Its requests were already answered 504 at their deadline; a handler
+        that never returns would otherwise hold the worker (and everything
+        queued behind it) forever.
+        """
+        limit = self.settings.response_timeout_s + 5.0
+        while self.state != FAILED:
+            time.sleep(min(1.0, limit / 4))
+            since = self.batcher.running_since
+            if since is not None and time.monotonic() - since > limit:
+                reason = (f"handler has been running one batch for more than {limit:g}s "
+                          "(MKSERVE_RESPONSE_TIMEOUT + 5s); replacing this worker")
+                log.critical(reason)
+                self.drain()
+                self._on_stuck(reason)  # type: ignore[misc]
+                return
 
     def drain(self) -> None:
         if self.state != FAILED:
