@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from archives import make_archive
 from server import Server
 
