@@ -1,0 +1,23 @@
+"""The README documents every runtime setting, and nothing that does not exist."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mkserve.runtime.settings import SETTINGS
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_configuration_table():
+    table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", table, re.MULTILINE))
+    assert documented == {s.env for s in SETTINGS}
+
+
+def test_readme_starts_with_the_two_commands():
+    commands = re.findall(r"```bash\n(.*?)\n```", README, re.DOTALL)
+    assert commands[0].startswith("pip install torch==2.13.0") and "mkserve serve" in commands[0]
+    assert "bash .ci/run" in commands
+    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
+    assert "README" in ci and "python3 -m pytest" in ci
