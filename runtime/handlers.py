@@ -55,7 +55,8 @@ class _TsAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install_ts_alias() -> None:
     """Route `ts` imports to mkserve's implementation (idempotent)."""
     if not any(isinstance(f, _TsAlias) for f in sys.meta_path):
-        for name in [n for n in sys.modules if n == "ts" or n.startswith("ts.")]:
+        # list(): other threads may import while we look (the dict would change size).
+        for name in [n for n in list(sys.modules) if n == "ts" or n.startswith("ts.")]:
             del sys.modules[name]  # a real torchserve imported earlier must not win
         sys.meta_path.insert(0, _TsAlias())
 
