@@ -245,9 +245,17 @@ class ModelService:
         started = time.monotonic()
         self.metrics.batch(len(jobs), [(started - j.enqueued) * 1000.0 for j in jobs])
         outcomes = self._execute(jobs)
-        self.metrics.inference(len(jobs), (time.monotonic() - started) * 1000.0)
+        self.metrics.inference(len(jobs), (time.monotonic() - started) * 1000.0,
+                               self.batcher.depth)
         for job, outcome in zip(jobs, outcomes):
             job.resolve(outcome)
+        if self.gpu_id is not None:
+            self._report_gpu_memory()
+
+    def _report_gpu_memory(self) -> None:
+        import torch
+
+        self.metrics.gpu_memory_used(torch.cuda.memory_allocated(self.gpu_id))
 
     def _autocast(self) -> Any:
         precision = self.settings.precision
