@@ -115,6 +115,8 @@ configure() {
     #   (shared with any system podman) and lets podman's own reboot detection
     #   line up with ours.
     # events_logger = "file": no journald on these machines.
+    # network_config_dir: `podman network create` would otherwise write to
+    #   /etc/containers/networks.
     write_if_changed "$CONF" "# written by .ci/engine.sh — do not edit
 [containers]
 default_ulimits = []
@@ -123,7 +125,10 @@ default_ulimits = []
 runtime = \"runc\"
 cgroup_manager = \"cgroupfs\"
 events_logger = \"file\"
-tmp_dir = \"$VOLATILE/libpod\""
+tmp_dir = \"$VOLATILE/libpod\"
+
+[network]
+network_config_dir = \"$DIR/networks\""
 
     write_if_changed "$STORAGE_CONF" "# written by .ci/engine.sh — do not edit
 [storage]
@@ -163,6 +168,7 @@ is_our_service() {
 }
 
 start_service() {
+    command -v "$PY" >/dev/null || die "$PY is needed to check the API (set PYTHON=...)"
     if api_ping; then
         log "API already answering on $SOCK"
         return
@@ -267,6 +273,18 @@ debian_mirror() {
     echo "${m:-http://deb.debian.org/debian}"
 }
 
+# Remove a (possibly half-built) rootfs. debootstrap mounts proc/sys (and may
+# bind /dev) inside it and can leave them mounted when it fails or is
+# interrupted; unmount those first and never let rm cross into a mount, so a
+# failed build can't delete anything outside the rootfs.
+remove_rootfs() {
+    local root=$1 mnt
+    [ -d "$root" ] || return 0
+    awk -v r="$root" 'index($2, r "/") == 1 { print $2 }' /proc/mounts | sort -r |
+        while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
+    rm -rf --one-file-system "$root"
+}
+
 ensure_base() {
     if pm image exists "$BASE_IMAGE"; then
         log "$BASE_IMAGE already exists"
@@ -276,8 +294,8 @@ ensure_base() {
     local mirror rootfs
     mirror=$(debian_mirror)
     rootfs=$(mktemp -d "$DIR/rootfs.XXXXXX")
-    # The rootfs is only an intermediate (~275 MB): remove it however we exit.
-    trap 'rm -rf "$rootfs"' EXIT
+    # The rootfs is only an intermediate (~180 MB): remove it however we exit.
+    trap "remove_rootfs $(printf %q "$rootfs")" EXIT
     log "debootstrap $SUITE from $mirror into $rootfs"
     # Its chatter goes to a log file; shown only when it fails.
     local t0=$SECONDS
@@ -304,7 +322,7 @@ ensure_base() {
         die "import of the base image failed"
     fi
     log "import took $((SECONDS - t0))s"
-    rm -rf "$rootfs"
+    remove_rootfs "$rootfs"
     trap - EXIT
 }
 
@@ -322,7 +340,7 @@ cmd=${1:-}
 case $cmd in
     start)
         lock
-        timed "install check" install_packages
+        timed "packages" install_packages
         configure
         timed "API service start" start_service
         timed "base image" ensure_base
@@ -330,7 +348,7 @@ case $cmd in
         ;;
     base)
         lock
-        timed "install check" install_packages
+        timed "packages" install_packages
         configure
         timed "base image" ensure_base
         print_env
