@@ -40,6 +40,8 @@ def error_response(error: ServingError) -> Response:
 def create_app(service: ModelService, metrics: Any = None, access_log: bool = True) -> Flask:
     """Build the app around one ModelService (already created in this worker)."""
     app = Flask(__name__)
+    # A doubled slash is an unknown path (a JSON 404), not an HTML 308 to another route.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = service.settings.max_request_bytes
     app.extensions["mkserve.service"] = service
     model_name = service.model_name
