@@ -1,13 +1,15 @@
 """The `mkserve` command: thin typer commands over library functions."""
+# typer declares options as call defaults by design.
+# ruff: noqa: B008
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .errors import MkserveError
+from .cli_render import register as register_render
+from .errors import MkserveError, UsageError
 
 app = typer.Typer(
     name="mkserve",
@@ -37,19 +39,19 @@ def serve(
     source: Path = typer.Argument(..., help="A .mar, .tar.gz, unpacked archive or model folder."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes (default: from CPUs/GPUs)."),
-    threads: Optional[int] = typer.Option(None, help="Request threads per worker."),
-    batch_size: Optional[int] = typer.Option(None, help="Largest batch (batchSize)."),
-    max_batch_delay: Optional[float] = typer.Option(
+    workers: int | None = typer.Option(None, help="Worker processes (default: from CPUs/GPUs)."),
+    threads: int | None = typer.Option(None, help="Request threads per worker."),
+    batch_size: int | None = typer.Option(None, help="Largest batch (batchSize)."),
+    max_batch_delay: float | None = typer.Option(
         None, help="Most a request waits for company while the model is busy, ms (maxBatchDelay)."),
-    queue_size: Optional[int] = typer.Option(None, help="Rows waiting per worker (jobQueueSize)."),
-    response_timeout: Optional[float] = typer.Option(
+    queue_size: int | None = typer.Option(None, help="Rows waiting per worker (jobQueueSize)."),
+    response_timeout: float | None = typer.Option(
         None, help="Request deadline in seconds (responseTimeout)."),
-    max_request_size: Optional[int] = typer.Option(None, help="Largest request body, bytes."),
-    model_name: Optional[str] = typer.Option(None, "--name", help="Serve under this model name."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or gpu."),
-    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (autocast)."),
-    log_format: Optional[str] = typer.Option(
+    max_request_size: int | None = typer.Option(None, help="Largest request body, bytes."),
+    model_name: str | None = typer.Option(None, "--name", help="Serve under this model name."),
+    device: str | None = typer.Option(None, help="auto, cpu or gpu."),
+    precision: str | None = typer.Option(None, help="fp32, bf16 or fp16 (autocast)."),
+    log_format: str | None = typer.Option(
         None, help="text or json (default: text in a terminal, json otherwise)."),
 ) -> None:
     """Serve SOURCE on this machine with the same runtime the image runs (gunicorn + flask)."""
@@ -67,6 +69,149 @@ def serve(
         "precision": precision, "log_format": fmt,
     })
     exec_runtime(env)
+
+
+def _err(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@app.command()
+def build(
+    source: str = typer.Argument(..., help="A .mar, .tar.gz, unpacked archive or model folder."),
+    tag: list[str] = typer.Option([], "--tag", "-t", help="Image tag (repeatable); default "
+                                  "NAME:VERSION from the manifest."),
+    base_image: str | None = typer.Option(
+        None, help="Fully qualified base image with python3 (default: "
+                   "docker.io/library/python:3.11-slim)."),
+    gpu: bool = typer.Option(False, "--gpu", help="CUDA build of torch, NVIDIA runtime env."),
+    torch_version: str | None = typer.Option(
+        None, help="torch version to pin (default: this machine's, +cpu for CPU images)."),
+    torch_index_url: str | None = typer.Option(
+        None, help="Extra index for torch when filling the wheelhouse, e.g. "
+                   "https://download.pytorch.org/whl/cpu."),
+    python_version: str = typer.Option("3.11", help="Python of the base image (wheel tags)."),
+    platform: str = typer.Option("linux/amd64", help="Target platform: linux/amd64 or "
+                                 "linux/arm64."),
+    requirements: list[Path] = typer.Option([], "--requirements", "-r",
+                                            help="Extra requirements file (repeatable)."),
+    label: list[str] = typer.Option([], help="Extra image label KEY=VALUE (repeatable)."),
+    build_arg: list[str] = typer.Option([], help="Build argument KEY=VALUE (repeatable)."),
+    env: list[str] = typer.Option([], "--env", "-e", help="Bake ENV NAME=VALUE into the image "
+                                  "(any MKSERVE_* setting, or your own)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the engine's cache."),
+    push: bool = typer.Option(False, "--push", help="Push every tag after the build."),
+    ts_config: Path | None = typer.Option(None, help="TorchServe config.properties to map."),
+    batch_size: int | None = typer.Option(None, help="Largest batch (batchSize)."),
+    max_batch_delay: float | None = typer.Option(
+        None, help="Most a request waits for company while the model is busy, ms."),
+    workers: int | None = typer.Option(None, help="Worker processes (0 = from CPUs/GPUs)."),
+    port: int | None = typer.Option(None, help="Serving port (default 8080)."),
+    queue_size: int | None = typer.Option(None, help="Rows waiting per worker (jobQueueSize)."),
+    response_timeout: float | None = typer.Option(None, help="Request deadline, s."),
+    max_request_size: int | None = typer.Option(None, help="Largest request body, bytes."),
+    wheelhouse: Path | None = typer.Option(
+        None, help="Install only from the wheels in DIR (offline; nothing is downloaded)."),
+    fill_wheelhouse: bool = typer.Option(
+        False, "--fill-wheelhouse", help="Download missing wheels into --wheelhouse first "
+                                         "(on this machine, with its pip configuration)."),
+    context_only: Path | None = typer.Option(
+        None, help="Write the Dockerfile and full build context to DIR; no engine needed."),
+    check: bool = typer.Option(True, "--check/--no-check",
+                               help="Load the handler before building (here and in the image)."),
+) -> None:
+    """Build a container image that serves SOURCE (validates first; DOCKER_HOST = the engine)."""
+    from .build import ContextResult, run_build
+    from .progress import human, summary
+    from .spec import BuildRequest
+
+    if fill_wheelhouse and wheelhouse is None:
+        raise UsageError("--fill-wheelhouse needs --wheelhouse DIR (without --wheelhouse "
+                         "mkserve always downloads into its cache)")
+    request = BuildRequest(
+        source=source, tags=tuple(tag), base_image=base_image, gpu=gpu,
+        torch_version=torch_version, torch_index_url=torch_index_url,
+        python_version=python_version, platform=platform,
+        requirements=tuple(str(r) for r in requirements), labels=tuple(label),
+        build_args=tuple(build_arg), env=tuple(env), no_cache=no_cache, push=push,
+        ts_config=str(ts_config) if ts_config else None,
+        settings={"batch_size": batch_size, "max_batch_delay_ms": max_batch_delay,
+                  "workers": workers, "port": port, "queue_size": queue_size,
+                  "response_timeout_s": response_timeout, "max_request_bytes": max_request_size},
+        wheelhouse=str(wheelhouse) if wheelhouse else None, fill_wheelhouse=fill_wheelhouse,
+        context_only=str(context_only) if context_only else None, check=check)
+    result = run_build(request, _err)
+    if isinstance(result, ContextResult):
+        typer.echo(f"wrote the build context to {result.info.path} ({result.info.files} files, "
+                   f"{human(result.info.bytes)}); build it with one of:")
+        for command in result.commands:
+            typer.echo(f"  {command}")
+        return
+    typer.echo(summary(result))
+
+
+@app.command()
+def run(
+    image: str = typer.Argument(..., help="An image built by mkserve build."),
+    port: int | None = typer.Option(None, "--port", "-p",
+                                       help="Host port (default: a free one)."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Leave it running and return."),
+    env: list[str] = typer.Option([], "--env", "-e", help="Run-time ENV NAME=VALUE."),
+    read_only: bool = typer.Option(False, "--read-only",
+                                   help="Read-only root filesystem with a tmpfs /tmp."),
+) -> None:
+    """Start IMAGE, wait until it is ready and print its URL (Ctrl-C stops and removes it)."""
+    from .engine import connect
+    from .tryout import run as run_container
+
+    run_container(connect(), image, port, detach, _err, _env_pairs(env), read_only)
+
+
+@app.command()
+def predict(
+    target: str = typer.Argument(..., help="http://HOST:PORT of a running server, or an IMAGE "
+                                           "(started for this one request)."),
+    data: str = typer.Option(..., "--data", "-d", help="@file.json, - for stdin, or the body."),
+    model: str | None = typer.Option(None, help="Model name (default: what it serves)."),
+    content_type: str | None = typer.Option(None, help="Default: JSON if the body parses."),
+) -> None:
+    """Send one request to /predictions/<model> and print the answer."""
+    from .engine import connect
+    from .tryout import predict as send
+    from .tryout import read_data
+
+    status, text = send(target, read_data(data), connect, model, content_type, _err)
+    typer.echo(text)
+    if status >= 400:
+        raise MkserveError(f"the server answered HTTP {status}")
+
+
+@app.command(name="inspect")
+def inspect_(
+    target: str = typer.Argument(..., help="An image, or a .mar/.tar.gz/model folder here."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show what TARGET serves and how it was built (image labels, or the source), without
+    starting it."""
+    import json
+
+    from .describe import describe, format_text
+    from .engine import connect
+
+    data = describe(target, connect)
+    typer.echo(json.dumps(data, indent=2, default=str) if as_json else format_text(data))
+
+
+def _env_pairs(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env {item!r}: expected NAME=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+register_render(app)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ print('ok')
 
 
 def test_runtime_imports_without_typer_docker_or_the_builder():
-    out = subprocess.run([sys.executable, "-c", BLOCK], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", BLOCK], capture_output=True, text=True, check=False,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

@@ -1,0 +1,168 @@
+"""`mkserve run` and `mkserve predict`: start a built image, wait until it is ready, call it."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import labels as L
+from .engine import Container, Engine
+from .errors import EngineError, MkserveError, UsageError
+
+Out = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Started:
+    container: Container
+    url: str
+    model: str
+    port: int
+
+
+def http(method: str, url: str, body: bytes | None = None,
+         headers: Mapping[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes, str]:
+    """(status, body, content type); HTTP errors are answers here, not exceptions."""
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+
+
+def wait_ready(url: str, timeout: float, container: Container | None = None) -> None:
+    """Poll /readyz until 200; fail early with the container's log if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, _, _ = http("GET", f"{url}/readyz", timeout=2)
+            if status == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        if container is not None and container.status() in ("exited", "dead"):
+            raise EngineError("the container exited before it was ready; its last log lines:\n"
+                              + container.logs(tail=20).rstrip())
+        time.sleep(0.25)
+    tail = ("; its last log lines:\n" + container.logs(tail=20).rstrip()) if container else ""
+    raise EngineError(f"{url}/readyz did not answer 200 within {timeout:g}s{tail}")
+
+
+def start(engine: Engine, image: str, host_port: int | None = None,
+          environment: Mapping[str, str] | None = None, read_only: bool = False,
+          name: str | None = None) -> Started:
+    """Run IMAGE with its serving port published; return once /readyz says 200."""
+    info = engine.inspect(image)
+    if info is None:
+        raise UsageError(f"the engine has no image {image}; build one with `mkserve build`")
+    labels = info.labels
+    env = dict(environment or {})
+    exposed = [int(p.split("/")[0]) for p in info.exposed_ports]
+    port = int(env.get("PORT") or labels.get(L.PORT) or (exposed[0] if exposed else 8080))
+    container = engine.run(image, ports={port: host_port}, environment=env, name=name,
+                           read_only=read_only, tmpfs={"/tmp": "rw,mode=1777"} if read_only
+                           else None)
+    try:
+        published = container.host_port(port)
+        if published is None:
+            raise EngineError(f"the engine did not publish port {port} of {image}")
+        url = f"http://127.0.0.1:{published}"
+        timeout = float(labels.get(L.STARTUP_TIMEOUT_S) or 300) + 30
+        wait_ready(url, timeout, container)
+    except BaseException:
+        container.remove()
+        raise
+    return Started(container, url, labels.get(L.MODEL_NAME) or "", port)
+
+
+def run(engine: Engine, image: str, host_port: int | None, detach: bool, out: Out,
+        environment: Mapping[str, str] | None = None, read_only: bool = False) -> Started:
+    """`mkserve run`: start, print where it listens, then follow logs until Ctrl-C."""
+    out(f"starting {image} ...")
+    started = start(engine, image, host_port, environment, read_only)
+    out(f"ready: {started.url}  (POST {started.url}/predictions/{started.model})")
+    if detach:
+        out(f"container {started.container.id[:12]} keeps running; stop it with "
+            f"`docker stop {started.container.id[:12]}`")
+        return started
+    out("following its log; Ctrl-C stops and removes it")
+    try:
+        for chunk in started.container.follow_logs():
+            sys.stderr.write(chunk)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        out("stopping ...")
+        started.container.stop(timeout=15)
+        started.container.remove()
+    return started
+
+
+def read_data(data: str) -> bytes:
+    """`@file`, `-` (stdin) or the literal text."""
+    if data == "-":
+        return sys.stdin.buffer.read()
+    if data.startswith("@"):
+        path = Path(data[1:])
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--data {data}: cannot read {path} ({exc.strerror})") from exc
+    return data.encode("utf-8")
+
+
+def content_type_of(body: bytes) -> str:
+    try:
+        json.loads(body)
+        return "application/json"
+    except ValueError:
+        return "application/octet-stream"
+
+
+def model_at(url: str) -> str:
+    """The model a server serves, from its /readyz answer."""
+    status, body, _ = http("GET", f"{url}/readyz", timeout=10)
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        model = None
+    if status != 200 or not model:
+        raise MkserveError(f"{url} is not a ready mkserve server (/readyz answered {status}); "
+                           "pass --model NAME if it serves one")
+    return str(model)
+
+
+def predict_url(url: str, body: bytes, model: str | None = None,
+                content_type: str | None = None) -> tuple[int, str]:
+    url = url.rstrip("/")
+    name = model or model_at(url)
+    status, answer, _ = http("POST", f"{url}/predictions/{name}", body,
+                             {"Content-Type": content_type or content_type_of(body)})
+    text = answer.decode("utf-8", "replace")
+    try:
+        text = json.dumps(json.loads(text), indent=2)
+    except ValueError:
+        pass
+    return status, text
+
+
+def predict(target: str, body: bytes, engine_factory: Callable[[], Engine],
+            model: str | None = None, content_type: str | None = None, out: Out = print,
+            ) -> tuple[int, str]:
+    """One request to a URL, or to IMAGE in a throw-away container."""
+    if target.startswith(("http://", "https://")):
+        return predict_url(target, body, model, content_type)
+    engine = engine_factory()
+    out(f"starting {target} for one request ...")
+    started = start(engine, target)
+    try:
+        return predict_url(started.url, body, model or started.model, content_type)
+    finally:
+        started.container.stop(timeout=15)
+        started.container.remove()
