@@ -19,6 +19,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def plain_model(folder: Path, code: str) -> Path:
+    """A plain model folder named `plain` whose handler.py is `code`."""
+    folder.mkdir(parents=True)
+    (folder / "handler.py").write_text(code)
+    (folder / "mkserve.yaml").write_text("modelName: plain\nhandler: handler.py\n")
+    return folder
+
+
 class Server:
     """`mkserve serve SOURCE` in its own process group, with its log captured to a file."""
 

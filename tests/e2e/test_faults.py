@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 from archives import make_archive
-from server import Server
+from server import Server, plain_model
 
 pytestmark = pytest.mark.slow
 
@@ -91,13 +91,6 @@ class Sometimes:
             out.append({"ok": body.get("i")})
         return out
 """
-
-
-def plain_model(folder: Path, code: str) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "handler.py").write_text(code)
-    (folder / "mkserve.yaml").write_text("modelName: plain\nhandler: handler.py\n")
-    return folder
 
 
 def test_handler_that_raises_only_for_some_inputs(tmp_path: Path):

@@ -11,7 +11,7 @@ import pytest
 import requests
 import torch
 from archives import _cached_model_files, make_archive
-from server import Server
+from server import Server, plain_model
 
 pytestmark = pytest.mark.slow
 
@@ -208,13 +208,6 @@ class Broken:
     def handle(self, data, context):
         return data
 """
-
-
-def plain_model(folder: Path, code: str) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "handler.py").write_text(code)
-    (folder / "mkserve.yaml").write_text("modelName: plain\nhandler: handler.py\n")
-    return folder
 
 
 def test_readyz_is_503_until_the_model_is_loaded(tmp_path: Path):
