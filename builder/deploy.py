@@ -85,6 +85,10 @@ class DeploySpec:
     source: str = "model"
     prometheus_image: str = "docker.io/prom/prometheus:v2.53.0"
     scrape_interval_s: int = 15
+    # Host ports docker-compose.yaml publishes: the model's (0, the default: the image's port)
+    # and Prometheus' (default 9090). Change them when those ports are taken on the host.
+    host_port: int = 0
+    prometheus_host_port: int = 9090
 
     def replace(self, **changes: Any) -> DeploySpec:
         return dataclasses.replace(self, **changes)
@@ -276,6 +280,8 @@ def _complete(base: Mapping[str, Any], overrides: Mapping[str, Any],
         values["gpu_count"] = 0
     values.setdefault("gpu_type", "nvidia-l4")
     values.setdefault("name", k8s_name(str(values["model_name"])))
+    if not values.get("host_port"):
+        values["host_port"] = values["port"]
     problems = _check_quantities(values)
     if problems:
         raise UsageError("invalid deploy values: " + "; ".join(problems))
@@ -316,8 +322,9 @@ def _check_quantities(values: Mapping[str, Any]) -> list[str]:
 def validate(spec: DeploySpec) -> list[str]:
     """Every problem with the spec, each with the field, the bad value and the fix."""
     problems = []
-    if not 1 <= spec.port <= 65535:
-        problems.append(f"port={spec.port}: must be 1..65535")
+    for key in ("port", "host_port", "prometheus_host_port"):
+        if not 1 <= getattr(spec, key) <= 65535:
+            problems.append(f"{key}={getattr(spec, key)}: must be 1..65535")
     if not _DNS_LABEL_RE.match(spec.name):
         problems.append(f"name={spec.name!r}: must be lower-case letters, digits and '-', "
                         "starting with a letter (Knative and KServe require it)")

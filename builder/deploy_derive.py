@@ -210,4 +210,8 @@ def target_warnings(spec: DeploySpec, groups: frozenset[str]) -> tuple[list[str]
         if spec.gpu and (parse_cpu(spec.cpu_limit) < 4 or
                          parse_memory(spec.memory_limit) < 16 * 2**30):
             warnings.append("Cloud Run GPU instances need at least 4 CPU and 16Gi memory")
+    if "compose" in groups and spec.host_port == spec.prometheus_host_port:
+        warnings.append(f"docker-compose.yaml publishes the model and Prometheus on the same "
+                        f"host port {spec.host_port}; set host_port or prometheus_host_port "
+                        "with --values")
     return problems, warnings

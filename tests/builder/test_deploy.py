@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,7 +31,19 @@ from typer.testing import CliRunner
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden" / "deploy"
 DOCS = REPO / "docs" / "deploying.md"
-EXAMPLE = REPO / "examples" / "classifier"
+EXAMPLE_SOURCES = REPO / "examples" / "classifier"
+
+
+@pytest.fixture
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The guide classifier as a plain model folder (a copy: running the guide in
+    examples/classifier leaves several weight files there)."""
+    folder = tmp_path_factory.mktemp("src") / "classifier"
+    folder.mkdir(parents=True)
+    for name in ("handler.py", "index_to_name.json", "model-config.yaml"):
+        shutil.copy(EXAMPLE_SOURCES / name, folder / name)
+    (folder / "model_scripted.pt").write_bytes(b"")  # render never loads the weights
+    return folder
 UPDATE = os.environ.get("MKSERVE_UPDATE_GOLDEN") == "1"
 
 CPU_LABELS = {
@@ -409,9 +422,9 @@ def test_scale_to_zero() -> None:
 # -- spec construction ----------------------------------------------------------------------
 
 
-def test_from_source_resolves_like_the_runtime() -> None:
-    spec = deploy.from_source(EXAMPLE, "ghcr.io/acme/classifier:1.0", {"cpu": "2"})
-    config = yaml.safe_load((EXAMPLE / "model-config.yaml").read_text())
+def test_from_source_resolves_like_the_runtime(example: Path) -> None:
+    spec = deploy.from_source(example, "ghcr.io/acme/classifier:1.0", {"cpu": "2"})
+    config = yaml.safe_load((example / "model-config.yaml").read_text())
     assert spec.batch_size == config["batchSize"]
     assert spec.threads == max(config["batchSize"], 8)
     assert spec.response_timeout_s == float(config["responseTimeout"])
@@ -507,8 +520,8 @@ def cli() -> typer.Typer:
     return app
 
 
-def test_render_command_from_a_source(cli: typer.Typer, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["render", str(EXAMPLE), "--out", str(tmp_path),
+def test_render_command_from_a_source(cli: typer.Typer, tmp_path: Path, example: Path) -> None:
+    result = CliRunner().invoke(cli, ["render", str(example), "--out", str(tmp_path),
                                       "--image", "ghcr.io/acme/classifier:1.0",
                                       "--namespace", "ml", "--only", "kubernetes,knative"])
     assert result.exit_code == 0, result.output
@@ -520,18 +533,18 @@ def test_render_command_from_a_source(cli: typer.Typer, tmp_path: Path) -> None:
 
 
 def test_render_command_from_a_source_matches_mkserve_build(cli: typer.Typer,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, example: Path) -> None:
     """No --image: the tag `mkserve build SOURCE` gives; a GPU image only with --gpu."""
     from mkserve.builder.spec import default_tag
 
-    result = CliRunner().invoke(cli, ["render", str(EXAMPLE), "-o", str(tmp_path / "cpu"),
+    result = CliRunner().invoke(cli, ["render", str(example), "-o", str(tmp_path / "cpu"),
                                       "--only", "kubernetes"])
     assert result.exit_code == 0, result.output
     deployment = yaml.safe_load((tmp_path / "cpu/kubernetes/deployment.yaml").read_text())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == default_tag("classifier", "1.0")
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    result = CliRunner().invoke(cli, ["render", str(EXAMPLE), "-o", str(tmp_path / "gpu"),
+    result = CliRunner().invoke(cli, ["render", str(example), "-o", str(tmp_path / "gpu"),
                                       "--only", "kubernetes", "--gpu"])
     assert result.exit_code == 0, result.output
     deployment = yaml.safe_load((tmp_path / "gpu/kubernetes/deployment.yaml").read_text())
@@ -564,7 +577,7 @@ def test_render_command_from_an_image(cli: typer.Typer, tmp_path: Path,
 
 
 def test_render_command_errors_are_mkserve_errors(cli: typer.Typer, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                  monkeypatch: pytest.MonkeyPatch, example: Path) -> None:
     import docker
     from docker.errors import DockerException, ImageNotFound
 
@@ -583,6 +596,6 @@ def test_render_command_errors_are_mkserve_errors(cli: typer.Typer, tmp_path: Pa
     monkeypatch.setattr(docker, "from_env", unreachable)
     result = CliRunner().invoke(cli, ["render", "nothing-here:1", "--out", str(tmp_path)])
     assert isinstance(result.exception, EngineError)
-    result = CliRunner().invoke(cli, ["render", str(EXAMPLE), "--out", str(tmp_path),
+    result = CliRunner().invoke(cli, ["render", str(example), "--out", str(tmp_path),
                                       "--only", "helm"])
     assert isinstance(result.exception, UsageError)

@@ -134,3 +134,51 @@ class Images:
         for tag in self.tags:
             with contextlib.suppress(Exception):
                 self.engine.remove(tag)
+
+
+# -- a local Prometheus image (no registry to pull docker.io/prom/prometheus from) ----------
+
+PROMETHEUS_BINARY = Path("/usr/bin/prometheus")
+# Laid out like the official prom/prometheus image: binary in /bin, config at
+# /etc/prometheus/prometheus.yml (what the rendered compose file mounts), data in
+# /prometheus, user nobody. Debian's binary links only against glibc, which the base has;
+# its web UI assets and console templates are left out (the HTTP API needs neither).
+PROMETHEUS_DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+COPY prometheus /bin/prometheus
+RUN mkdir -p /etc/prometheus /prometheus && chown 65534:65534 /prometheus \\
+    && /bin/prometheus --version
+USER 65534:65534
+WORKDIR /prometheus
+EXPOSE 9090
+ENTRYPOINT ["/bin/prometheus"]
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+"""
+
+
+def build_prometheus_image(images: Images, work: Path) -> str:
+    """Build (or take from the engine's cache) a Prometheus image from the host's binary.
+
+    Tagged per session and removed with the session's other images by `images.cleanup()`.
+    """
+    import shutil
+
+    if not PROMETHEUS_BINARY.is_file():
+        raise AssertionError(f"{PROMETHEUS_BINARY} is missing: `apt-get install prometheus` "
+                             "(.ci/run does)")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "Dockerfile").write_text(PROMETHEUS_DOCKERFILE)
+    shutil.copy2(PROMETHEUS_BINARY, work / "prometheus")
+    tag = images.tag("prometheus")
+    images.tags.append(tag)
+    images.engine.build(work, [tag], buildargs={}, platform=None, nocache=False,
+                        on_event=lambda _event: None)
+    return tag
+
+
+def built_in_session(images: Images, name: str) -> str | None:
+    """The tag of image NAME if this session already built it (and the engine still has it)."""
+    tag = images.tag(name)
+    if tag in images.tags and images.engine.inspect(tag) is not None:
+        return tag
+    return None
