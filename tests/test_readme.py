@@ -21,3 +21,15 @@ def test_readme_starts_with_the_two_commands():
     assert "bash .ci/run" in commands
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert "README" in ci and "python3 -m pytest" in ci
+
+
+def test_own_ci_workflow_runs_the_readme_test_command_and_builds_an_example():
+    import yaml
+
+    workflow = yaml.safe_load((Path(__file__).parents[1] / ".github/workflows/ci.yml").read_text())
+    assert {"push", "pull_request"} <= set(workflow[True])  # YAML reads the key `on` as True
+    runs = {name: [step.get("run", "") for step in job["steps"]]
+            for name, job in workflow["jobs"].items()}
+    assert "bash .ci/run" in runs["test"]
+    assert any(r.startswith("ruff check") for r in runs["lint"])
+    assert any("mkserve build" in r for r in runs["example-image"])

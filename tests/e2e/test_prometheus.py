@@ -134,3 +134,16 @@ def test_guide_queries_return_the_expected_values_with_two_workers(tmp_path: Pat
             assert total(by_status) >= expected_requests
         finally:
             prom.stop()
+
+
+def test_metrics_also_on_a_separate_port_when_asked(tmp_path: Path):
+    source = make_archive("classifier", tmp_path / "store")
+    port = free_port()
+    env = {"MKSERVE_METRICS_PORT": str(port), "MKSERVE_WORKERS": "2"}
+    with Server(source, tmp_path, env=env) as server:
+        server.wait_ready()
+        for _ in range(3):
+            assert server.post("/predictions/classifier", json=GUIDE_INPUT).status_code == 200
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'ts_inference_requests_total{model_name="classifier",model_version="1.0"} 3.0' in text
+        assert server.get("/metrics").status_code == 200  # and still on the serving port

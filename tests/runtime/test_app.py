@@ -268,3 +268,18 @@ def test_metrics_count_requests(serve_handler):
                                              {"model_name": "m", "model_version": "1.0"})
     assert count == 3
     assert json.loads(json.dumps(value)) == 3
+
+
+def test_out_of_memory_is_507_and_contained(serve_handler):
+    code = """
+def handle(data, context):
+    if data is None:
+        return None
+    if any(row["body"].get("huge") for row in data):
+        raise MemoryError("cannot allocate 80 GiB")
+    return [{"ok": True} for _ in data]
+"""
+    served = serve_handler(code)
+    r = served.client.post("/predictions/m", json={"huge": True})
+    assert r.status_code == 507 and "out of memory" in error_of(r)["message"]
+    assert served.client.post("/predictions/m", json={}).status_code == 200
