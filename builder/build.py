@@ -5,6 +5,7 @@ engine is contacted; the engine is contacted (a ping) before anything slow.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from mkserve.runtime.source import ModelSource, SourceError, open_source
+from mkserve.runtime.source import ModelSource, SourceError, copy_model_dir, open_source
 
 from . import wheels
 from .context import ContextInfo, write_context
@@ -108,6 +110,8 @@ def check_on_host(spec: BuildSpec, out: Out) -> None:
 def prepare(request: BuildRequest, workdir: Path, out: Out) -> BuildSpec:
     """Open and validate the source and the flags; no engine, no network."""
     source = open_model(request.source, workdir / "model")
+    if request.optimize:
+        source = optimize_model(source, request.sample_input, workdir / "optimized", out)
     ts = read_ts_config(request.ts_config, source.name, request.gpu) if request.ts_config else None
     revision, url = vcs_info(request.source)
     spec = make_spec(request, source, ts, host_torch=host_torch_version(), revision=revision,
@@ -119,6 +123,54 @@ def prepare(request: BuildRequest, workdir: Path, out: Out) -> BuildSpec:
     if spec.check:
         check_on_host(spec, out)
     return spec
+
+
+def load_samples(path: str | None) -> Any:
+    """--sample-input: what the model is called with, for the --optimize check.
+
+    A JSON file holds one batch (a nested list of numbers, as float32) or a list
+    of batches; a .pt file (torch.save) holds a tensor, a tuple of arguments, a
+    list of calls or {method: [calls]}, for models with several or non-float inputs.
+    """
+    if path is None:
+        return None
+    import torch
+
+    try:
+        if path.endswith((".pt", ".pth")):
+            return torch.load(path, weights_only=True)
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        batches = data if data and isinstance(data[0], list) and data[0] and isinstance(
+            data[0][0], list) else [data]
+        return [torch.tensor(batch, dtype=torch.float32) for batch in batches]
+    except Exception as exc:
+        raise UsageError(f"--sample-input {path}: expected a JSON batch such as "
+                         f"[[0.1, 0.2, ...]], a list of batches, or a torch.save'd tensor, "
+                         f"tuple of arguments or list of calls ({exc})") from exc
+
+
+def optimize_model(source: ModelSource, sample_input: str | None, dest: Path,
+                   out: Out) -> ModelSource:
+    """--optimize: a copy of the model folder whose TorchScript file is frozen and optimised.
+
+    The user's files are never changed. Eager (state dict) and .pt2 models are
+    kept as they are, with a note; so is any model whose optimised outputs do
+    not match the original on the sample inputs.
+    """
+    from .optimize import optimize_torchscript
+
+    serialized = source.model.get("serializedFile")
+    if not serialized or source.model.get("modelFile") or serialized.endswith(".pt2"):
+        out("note: --optimize applies to TorchScript models; this one is kept as it is")
+        return source
+    samples = load_samples(sample_input)
+    if samples is None:
+        out("note: --optimize needs --sample-input to check the optimised model; kept as it is")
+        return source
+    copy_model_dir(source, dest)
+    report = optimize_torchscript(dest / serialized, dest / serialized, samples)
+    out(f"optimize: {report}")
+    return dataclasses.replace(source, model_dir=dest)
 
 
 def resolve_wheels(spec: BuildSpec, out: Out) -> wheels.Lock:

@@ -118,6 +118,12 @@ def build(
         None, help="Write the Dockerfile and full build context to DIR; no engine needed."),
     check: bool = typer.Option(True, "--check/--no-check",
                                help="Load the handler before building (here and in the image)."),
+    optimize: bool = typer.Option(
+        False, "--optimize", help="Freeze and optimize_for_inference a TorchScript model; kept "
+                                  "only if it answers --sample-input like the original."),
+    sample_input: Path | None = typer.Option(
+        None, help="What the model is called with, for --optimize: a JSON batch such as "
+                   "[[0.1, ...]], or a torch.save'd tensor / tuple of arguments (.pt)."),
 ) -> None:
     """Build a container image that serves SOURCE (validates first; DOCKER_HOST = the engine)."""
     from .build import ContextResult, run_build
@@ -138,7 +144,8 @@ def build(
                   "workers": workers, "port": port, "queue_size": queue_size,
                   "response_timeout_s": response_timeout, "max_request_bytes": max_request_size},
         wheelhouse=str(wheelhouse) if wheelhouse else None, fill_wheelhouse=fill_wheelhouse,
-        context_only=str(context_only) if context_only else None, check=check)
+        context_only=str(context_only) if context_only else None, check=check,
+        optimize=optimize, sample_input=str(sample_input) if sample_input else None)
     result = run_build(request, _err)
     if isinstance(result, ContextResult):
         typer.echo(f"wrote the build context to {result.info.path} ({result.info.files} files, "

@@ -70,6 +70,8 @@ class BuildRequest:
     torch_index_url: str | None = None
     context_only: str | None = None
     check: bool = True
+    optimize: bool = False  # freeze + optimize_for_inference a TorchScript model (checked)
+    sample_input: str | None = None  # JSON file: a batch (nested list of numbers) or a list of them
 
 
 @dataclass(frozen=True)
