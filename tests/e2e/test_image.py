@@ -321,3 +321,20 @@ def test_cli_run_predict_inspect(classifier: Built, engine: Any, expected: Any,
     info = json.loads(described.stdout)
     assert info["model"]["name"] == "classifier" and info["labels"]["mkserve"]["batch.size"] == "32"
     assert SESSION in " ".join(info["tags"])
+
+
+def test_optimized_image_answers_like_the_model_within_tolerance(
+        images: Images, archives_dir: Path, expected: Any, tmp_path: Path) -> None:
+    mar = make_archive("classifier", archives_dir / "optimize")
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps([row["features"] for row in BATCH]))
+    built = images.build(mar, "classifier-optimized", "--optimize", "--sample-input", str(sample))
+    assert "optimize: freeze" in built.stdout + built.stderr
+    with images.serve(built.tag) as (_, url):
+        for row in BATCH:
+            got = requests.post(f"{url}/predictions/classifier", json=row, timeout=30).json()
+            want = expected(row)
+            assert got["predicted_class"] == want["predicted_class"]
+            # The stated tolerance of --optimize: atol 1e-4, rtol 1e-3.
+            assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-4,
+                                                         rel=1e-3)
