@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.errors import HaltServer
 
 from . import __version__
 from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_workers
@@ -248,5 +249,11 @@ def main() -> int:
     import torch  # noqa: F401
 
     log.info("mkserve %s starting: model %s from %s", __version__, source.name, source.origin)
-    Runtime(settings, source, plan).run()
+    try:
+        Runtime(settings, source, plan).run()
+    except HaltServer as exc:
+        # gunicorn raises this out of its own halt when a second worker exits with
+        # the boot-failure code while the master is already stopping for the first.
+        log.critical("stopped: %s", exc.reason)
+        return int(exc.exit_status)
     return EXIT_OK
