@@ -1,13 +1,17 @@
 """The Flask app: health probes, the TorchServe inference API, errors in TorchServe's shape."""
 from __future__ import annotations
 
+import io
+import itertools
 import logging
+import os
 import time
-import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from .batcher import Outcome
 from .codec import decode_body, dumps, encode_value
@@ -27,6 +31,73 @@ access = logging.getLogger("mkserve.access")
 JSON = "application/json"
 _WERKZEUG_ERRORS: dict[int, type[ServingError]] = {
     400: BadRequest, 404: RouteNotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
+
+
+# Paths whose requests are not counted in flask_http_* (prometheus-flask-exporter's
+# excluded_paths, which match at the start of the path).
+UNTRACKED = ("/metrics", "/ping", "/livez", "/readyz", "/v2/health")
+# Bodies the predictions fast path leaves to Flask (request.form decodes them).
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def environ_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """`dict(request.headers)` straight from the WSGI environ, in werkzeug's order."""
+    headers = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            if key != "HTTP_CONTENT_TYPE" and key != "HTTP_CONTENT_LENGTH":
+                headers[key[5:].replace("_", "-").title()] = value
+        elif (key == "CONTENT_TYPE" or key == "CONTENT_LENGTH") and value:
+            headers[key.replace("_", "-").title()] = value
+    return headers
+
+
+def request_ids() -> Callable[[], str]:
+    """Request ids for this worker: 32 hex digits, a random prefix and a counter.
+
+    Unique like uuid4().hex, without a getrandom(2) and a UUID object per request.
+    """
+    prefix = os.urandom(8).hex()
+    counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+    return lambda: f"{prefix}{next(counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_STATUS_LINES: dict[int, str] = {}
+# Headers werkzeug's Response sets or rewrites itself; a handler setting one of them gets
+# a real Response (the rare case).
+_OWN_HEADERS = frozenset(("content-type", "content-length", "x-request-id", "location",
+                          "content-location"))
+
+
+def status_line(code: int) -> str:
+    """The WSGI status werkzeug makes of an integer code ("200 OK", "299 UNKNOWN")."""
+    line = _STATUS_LINES.get(code)
+    if line is None:
+        reason = HTTP_STATUS_CODES.get(code)
+        line = _STATUS_LINES[code] = f"{code} {reason.upper() if reason else 'UNKNOWN'}"
+    return line
+
+
+def plain_wsgi_headers(status: int, body: bytes, content_type: str,
+                       headers: dict[str, str] | None, request_id: str,
+                       ) -> list[tuple[str, str]] | None:
+    """The headers `Response(body, status, headers, content_type=...)` plus X-Request-ID
+    would send, in its order; None when werkzeug would do more than list them (1xx, 204
+    and 304 statuses, headers it manages, values it would reject) and must be used.
+    """
+    if not 200 <= status <= 599 or status == 204 or status == 304:
+        return None
+    out: list[tuple[str, str]] = []
+    if headers:
+        for key, value in headers.items():
+            if (not isinstance(key, str) or not isinstance(value, str)
+                    or key.lower() in _OWN_HEADERS or "\n" in value or "\r" in value):
+                return None
+            out.append((key, value))
+    out.append(("Content-Type", content_type))
+    out.append(("Content-Length", str(len(body))))
+    out.append(("X-Request-ID", request_id))
+    return out
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -76,8 +147,8 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
                            f"this server serves version {service.model_version}")
         values, is_batch = decode_body(request.get_data(cache=False), request.content_type or "")
         rows = [_row(value) for value in values]
-        outcomes = _predict(rows)
-        return _single(outcomes[0]) if not is_batch else _batch(outcomes)
+        status, body, content_type, headers = answer(_predict(rows), is_batch)
+        return Response(body, status=status, headers=headers, content_type=content_type)
 
     def _row(value: Any) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -92,12 +163,16 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
         return row
 
     def _predict(rows: list[dict[str, Any]]) -> list[Outcome]:
+        return predict(rows, environ_headers(request.environ), g.request_id, g.started)
+
+    def predict(rows: list[dict[str, Any]], headers: dict[str, str], request_id: str,
+                started: float) -> list[Outcome]:
         metrics_on = metrics is not None
         if metrics_on:
             metrics.request_started()
         status = 500
         try:
-            outcomes = service.predict(rows, dict(request.headers), g.request_id)
+            outcomes = service.predict(rows, headers, request_id)
             first_error = next((o.error for o in outcomes if o.error is not None), None)
             status = first_error.status if first_error is not None else outcomes[0].status
             return outcomes
@@ -106,16 +181,21 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
             raise
         finally:
             if metrics_on:
-                metrics.request_finished(status, (time.perf_counter() - g.started) * 1000.0)
+                metrics.request_finished(status, (time.perf_counter() - started) * 1000.0)
 
-    def _single(outcome: Outcome) -> Response:
-        if outcome.error is not None:
-            raise outcome.error  # type: ignore[misc]
-        body, content_type = encode_value(outcome.value, outcome.content_type)
-        return Response(body, status=outcome.status, headers=outcome.headers,
-                        content_type=content_type)
+    def answer(outcomes: list[Outcome], is_batch: bool,
+               ) -> tuple[int, bytes, str, dict[str, str] | None]:
+        """Status, body, content type and headers of a prediction; raises its error.
 
-    def _batch(outcomes: list[Outcome]) -> Response:
+        One row: the handler's value as it set it up. A client batch: a JSON array
+        of the values, or the first failing row's error.
+        """
+        if not is_batch:
+            outcome = outcomes[0]
+            if outcome.error is not None:
+                raise outcome.error  # type: ignore[misc]
+            body, content_type = encode_value(outcome.value, outcome.content_type)
+            return outcome.status, body, content_type, outcome.headers
         for index, outcome in enumerate(outcomes):
             error = outcome.error
             if error is None and outcome.status >= 400:
@@ -124,24 +204,105 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
                 failed = type(error)(f"row {index}: {error}", status=error.status,  # type: ignore
                                      headers=getattr(error, "headers", None))
                 raise failed
-        return json_response([o.value for o in outcomes])
+        return 200, dumps([o.value for o in outcomes]), JSON, None
 
     register_kserve(app, service, _predict)
+
+    new_request_id = request_ids()
 
     @app.before_request
     def _begin() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        g.request_id = request.environ.get("HTTP_X_REQUEST_ID") or new_request_id()
+
+    def finish(response: Response, method: str, path: str, endpoint: str, request_id: str,
+               started: float) -> None:
+        """What every answer gets: its request id, the exporter's series, an access line."""
+        response.headers["X-Request-ID"] = request_id
+        status = response.status_code
+        if metrics is not None and not path.startswith(UNTRACKED):
+            metrics.http_request(method, endpoint, status, time.perf_counter() - started)
+        if access_log:
+            log_access(method, path, status, request_id, started)
+
+    # The server's background writer takes access lines without a LogRecord per request.
+    write_line = next((h.line for h in access.handlers if hasattr(h, "line")), None)
+
+    def log_access(method: str, path: str, status: int, request_id: str, started: float) -> None:
+        extra = {"request_id": request_id, "model": model_name, "status": status,
+                 "duration_ms": round((time.perf_counter() - started) * 1e3, 3)}
+        if write_line is None:
+            access.info("%s %s %d", method, path, status, extra=extra)
+        elif access.isEnabledFor(logging.INFO):
+            write_line("%s %s %d", (method, path, status), extra)
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.request_id
-        if access_log:
-            access.info("%s %s %d", request.method, request.path, response.status_code,
-                        extra={"request_id": g.request_id, "model": model_name,
-                               "status": response.status_code,
-                               "duration_ms": round((time.perf_counter() - g.started) * 1e3, 3)})
+        finish(response, request.method, request.path, str(request.endpoint), g.request_id,
+               g.started)
         return response
+
+    flask_wsgi_app = app.wsgi_app
+    paths = {f"/predictions/{model_name}", f"/predictions/{model_name}/{service.model_version}"}
+    limit = service.settings.max_request_bytes
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """POST /predictions/{model}[/{version}] without Flask's per-request machinery.
+
+        Flask's request context, URL matching and hooks cost about as much CPU per
+        request as gunicorn itself, which on a small model is most of the serving
+        cost. Plain requests to the one hot route (no query string, a Content-Length
+        within the limit, not a form) are answered here with the same code as the
+        Flask route (decode_body, predict, answer, error_response, finish), and the
+        common answer is handed to the server as the status and header list that
+        werkzeug's Response would have made (plain_wsgi_headers). Anything else,
+        including every error Flask itself would raise (413, 404, 405), goes
+        through Flask, which stays the reference: tests/runtime/test_fastpath.py
+        sends every kind of request through both and compares the answers.
+        """
+        path = environ.get("PATH_INFO")
+        length = environ.get("CONTENT_LENGTH") or ""
+        content_type = environ.get("CONTENT_TYPE") or ""
+        if (path not in paths or environ.get("REQUEST_METHOD") != "POST"
+                or environ.get("QUERY_STRING") or "HTTP_TRANSFER_ENCODING" in environ
+                or not (length.isascii() and length.isdigit()) or int(length) > limit
+                or content_type.split(";", 1)[0].strip().lower() in FORM_TYPES):
+            return flask_wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        raw = environ["wsgi.input"].read(int(length))
+        if len(raw) != int(length):  # the client went away: let werkzeug say so
+            environ["wsgi.input"] = io.BytesIO(raw)
+            return flask_wsgi_app(environ, start_response)
+        request_id = environ.get("HTTP_X_REQUEST_ID") or new_request_id()
+        try:
+            values, is_batch = decode_body(raw, content_type)
+            # As _row: no query parameters here, and no form fields (a JSON null has none).
+            rows = [{"body": value} if value is not None else {} for value in values]
+            outcomes = predict(rows, environ_headers(environ), request_id, started)
+            status, body, body_type, headers = answer(outcomes, is_batch)
+            wsgi_headers = plain_wsgi_headers(status, body, body_type, headers, request_id)
+            if wsgi_headers is not None:  # what werkzeug's Response would send, made directly
+                finish_plain(status, path, request_id, started)
+                start_response(status_line(status), wsgi_headers)
+                return [body]
+            response = Response(body, status=status, headers=headers, content_type=body_type)
+        except ServingError as error:
+            response = error_response(error)
+        except Exception as error:  # the same answer as _unexpected below
+            log.exception("unexpected error answering POST %s", path)
+            response = error_response(ServingError(f"internal error: {type(error).__name__}"))
+        finish(response, "POST", path, "predictions", request_id, started)
+        return response(environ, start_response)
+
+    def finish_plain(status: int, path: str, request_id: str, started: float) -> None:
+        """finish() for an answer sent without a Response object (its headers are done)."""
+        if metrics is not None:
+            metrics.http_request("POST", "predictions", status, time.perf_counter() - started)
+        if access_log:
+            log_access("POST", path, status, request_id, started)
+
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign]
+    app.extensions["mkserve.flask_wsgi_app"] = flask_wsgi_app  # the reference, for tests
 
     @app.errorhandler(ServingError)
     def _serving_error(error: ServingError) -> Response:

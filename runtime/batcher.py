@@ -23,15 +23,21 @@ class Outcome:
 
 
 class Group:
-    """The rows of one HTTP request; `event` is set when every row has an outcome."""
+    """The rows of one HTTP request; `wait()` returns once every row has an outcome.
 
-    __slots__ = ("_lock", "event", "outcomes", "remaining")
+    The request thread waits on a plain lock that the last resolution releases:
+    one futex wake per request (an Event costs a Condition, a fresh waiter lock
+    and a notify_all, in Python).
+    """
+
+    __slots__ = ("_done", "_lock", "outcomes", "remaining")
 
     def __init__(self, size: int) -> None:
         self.outcomes: list[Outcome | None] = [None] * size
         self.remaining = size
-        self.event = threading.Event()
         self._lock = threading.Lock()
+        self._done = threading.Lock()
+        self._done.acquire()  # released by the last resolve()
 
     def resolve(self, index: int, outcome: Outcome) -> None:
         with self._lock:
@@ -41,7 +47,21 @@ class Group:
             self.remaining -= 1
             done = self.remaining == 0
         if done:
-            self.event.set()
+            self._done.release()
+
+    def wait(self, timeout: float) -> bool:
+        """True once every row has an outcome; False if `timeout` seconds pass first."""
+        if self.remaining == 0:
+            return True
+        if self._done.acquire(timeout=max(0.0, timeout)):
+            self._done.release()  # and it stays done for any later wait
+            return True
+        return False
+
+    @property
+    def event(self) -> Group:
+        """Event-style spelling, `group.event.wait(timeout)`."""
+        return self
 
 
 class Job:
@@ -74,17 +94,19 @@ class Batcher:
 
     Policy: when the model thread is idle, whatever is queued runs at once (a
     lone request never waits for company). While a batch runs, arrivals
-    accumulate; the next batch takes up to `batch_size` of them. Waiting is
-    thus bounded by the running batch, never by a timer, so the max batch delay
-    is an upper bound that the policy never needs to spend. Rows past their
-    deadline are answered by `on_expired` and never reach the model.
+    accumulate; the next batch takes up to `batch_size` of them. One refinement
+    for busy servers: right after a batch of k > 1 requests, those k clients are
+    on their way back, so the next batch waits for up to k rows, for at most
+    `max_delay` after its first row arrived (see _wait_for_company). Rows past
+    their deadline are answered by `on_expired` and never reach the model.
     """
 
     def __init__(self, run_batch: Callable[[list[Job]], None], batch_size: int, queue_size: int,
                  on_expired: Callable[[Job], None], on_dropped: Callable[[Job], None],
                  before_start: Callable[[], bool] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_delay: float = 0.0) -> None:
         self._run_batch = run_batch
+        self.max_delay = max_delay
         self.batch_size = batch_size
         self.queue_size = queue_size
         self._on_expired = on_expired
@@ -97,6 +119,10 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self.busy = False
         self.running_since: float | None = None  # when the running batch started
+        self._want = 1  # queued rows at which submit() wakes the model thread
+        self._returning = 0  # requests the last batch answered
+        self._finished = float("-inf")  # when the last batch finished
+        self._ran_for = 0.0  # how long the last batch ran
 
     @property
     def depth(self) -> int:
@@ -112,7 +138,7 @@ class Batcher:
             if self._stopping or len(self._queue) + count > self.queue_size:
                 return False
             self._queue.extend(jobs)
-            if not self.busy:
+            if not self.busy and len(self._queue) >= self._want:
                 self._cond.notify()
         return True
 
@@ -141,16 +167,51 @@ class Batcher:
                     self._cond.wait()
                 if not self._queue:
                     return
+                self._wait_for_company()
                 self.busy = True
                 batch, expired = self._take()
             for job in expired:
                 self._on_expired(job)
             if batch:
-                self.running_since = self._clock()
+                started = self.running_since = self._clock()
                 try:
                     self._run_batch(batch)
                 finally:
                     self.running_since = None
+                self._returning = sum(1 for job in batch if job.index == 0)
+                self._finished = self._clock()
+                self._ran_for = self._finished - started
+
+    def _wait_for_company(self) -> None:
+        """After a batch of k > 1 requests, wait a little until k rows are queued.
+
+        Those k clients were just answered and are on their way back; without
+        this the first of them finds the model idle and runs alone, the next
+        ones queue behind it, and a busy server runs batches of a few rows
+        (on a compute-bound model, the same work in more, slower passes). The
+        wait is at most max_delay and at most half the last batch's run time,
+        so it only buys batching where a batch is worth waiting for, and a
+        request that merely follows a burst loses little. A lone client (last
+        batch of one request) or a model idle for longer than that never
+        waits. Called with the lock held.
+        """
+        want = min(self._returning, self.batch_size)
+        if want <= 1 or self.max_delay <= 0 or self._stopping:
+            return
+        first = self._queue[0].enqueued
+        window = min(self.max_delay, self._ran_for / 2)
+        if first - self._finished > window:
+            return  # the model sat idle: this request is not part of the last wave
+        deadline = first + window
+        self._want = want
+        try:
+            while len(self._queue) < want and not self._stopping:
+                left = deadline - self._clock()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+        finally:
+            self._want = 1
 
     def _take(self) -> tuple[list[Job], list[Job]]:
         now = self._clock()

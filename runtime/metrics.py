@@ -74,6 +74,15 @@ class Metrics:
                                   base, **reg).labels(**self.labels)
         self.handler_errors = Counter("mkserve_handler_errors", "Batches or rows the handler "
                                       "failed, by status", base + ("status",), **reg)
+        # prometheus-flask-exporter's default series, same names, labels and buckets: the
+        # exporter still serves /metrics, the app records these with cached label children.
+        self.http_duration = Histogram("flask_http_request_duration_seconds",
+                                       "Flask HTTP request duration in seconds",
+                                       ("method", "endpoint", "status"), **reg)
+        self.http_total = Counter("flask_http_request_total", "Total number of HTTP requests",
+                                  ("method", "status"), **reg)
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._responses: dict[int, Any] = {}
         self.gpu_memory.set(0)
         self._custom: dict[str, Any] = {}
         self._custom_lock = threading.Lock()
@@ -87,7 +96,22 @@ class Metrics:
         self.inflight.dec()
         self.latency_ms.observe(elapsed_ms)
         self.latency_us.inc(elapsed_ms * 1000.0)
-        self.responses.labels(status=str(status), **self.labels).inc()
+        child = self._responses.get(status)
+        if child is None:  # labels() costs a lock and a tuple per call: keep the children
+            child = self._responses[status] = self.responses.labels(status=str(status),
+                                                                     **self.labels)
+        child.inc()
+
+    def http_request(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        """One answered HTTP request, as prometheus-flask-exporter's defaults record it."""
+        key = (method, endpoint, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_duration.labels(method=method, endpoint=endpoint, status=str(status)),
+                self.http_total.labels(method=method, status=str(status)))
+        children[0].observe(seconds)
+        children[1].inc()
 
     def shed(self) -> None:
         self.shed_total.inc()

@@ -98,7 +98,8 @@ class ModelService:
         self._context: Any = None
         self.batcher = Batcher(self._run_batch, settings.batch_size, settings.queue_size,
                                on_expired=self._expire, on_dropped=self._drop,
-                               before_start=self._load)
+                               before_start=self._load,
+                               max_delay=settings.max_batch_delay_ms / 1000.0)
 
     # -- lifecycle --------------------------------------------------------
     def start(self) -> None:
@@ -224,7 +225,7 @@ class ModelService:
             raise Overloaded(f"queue is full ({self.settings.queue_size} rows waiting); "
                              "retry later or add replicas",
                              status=self.settings.shed_status, headers={"Retry-After": "1"})
-        if not group.event.wait(max(0.0, deadline - time.monotonic())):
+        if not group.wait(deadline - time.monotonic()):
             late = DeadlineExceeded(f"no answer within the response timeout "
                                     f"({self.settings.response_timeout_s:g}s)")
             for job in jobs:

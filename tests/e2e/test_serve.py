@@ -78,10 +78,14 @@ def test_eager_handler_overriding_only_preprocess(tmp_path: Path):
     source = make_archive("eager", tmp_path / "store", fmt="tgz")
     models = _cached_model_files("eager")
     sys.path.insert(0, str(Path(__file__).parents[2] / "examples" / "eager"))
+    # Another test's model.py may already be imported as `model` in this process.
+    cached = sys.modules.pop("model", None)
     try:
         from model import TinyRegressor  # the example's model definition
     finally:
         sys.path.pop(0)
+        if cached is not None:
+            sys.modules["model"] = cached
     model = TinyRegressor()
     model.load_state_dict(torch.load(models / "model_weights.pth", weights_only=True))
     values = [0.1, 0.2, 0.3, 0.4]

@@ -141,3 +141,91 @@ def test_before_start_failure_stops_the_model_thread():
     batcher.start()
     batcher._thread.join(1)
     assert not batcher._thread.is_alive()
+
+
+class Timed(Recorder):
+    """A Recorder that notes when each batch started."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(delay)
+        self.starts: list[float] = []
+
+    def __call__(self, jobs: list[Job]) -> None:
+        self.gate.wait()
+        self.starts.append(time.monotonic())
+        super().__call__(jobs)
+
+
+def _wave(batcher: Batcher, run: Recorder, k: int) -> None:
+    """Make the batcher answer one batch of k requests (a busy moment)."""
+    run.gate.clear()
+    first, jobs = make_jobs(1)
+    batcher.submit(jobs, 1)
+    time.sleep(0.05)  # running alone, held at the gate
+    groups = []
+    for _ in range(k):
+        group, jobs = make_jobs(1)
+        groups.append(group)
+        batcher.submit(jobs, 1)
+    run.gate.set()
+    for group in [first, *groups]:
+        assert group.wait(5)
+    assert [len(b) for b in run.batches[-2:]] == [1, k]
+
+
+def _one(batcher: Batcher, run: Timed) -> float:
+    """Submit one request; seconds until its batch started."""
+    group, jobs = make_jobs(1)
+    submitted = time.monotonic()
+    batcher.submit(jobs, 1)
+    assert group.wait(5)
+    return run.starts[-1] - submitted
+
+
+def test_after_a_busy_batch_the_next_waits_for_its_clients_to_come_back():
+    run = Timed(delay=0.4)  # a compute-bound model: 0.4 s per batch
+    batcher = Batcher(run, batch_size=8, queue_size=100, on_expired=expired, on_dropped=dropped,
+                      max_delay=1.0)
+    batcher.start()
+    _wave(batcher, run, 4)
+    groups = []
+    started = time.monotonic()
+    for _ in range(4):  # the four clients return one by one
+        group, jobs = make_jobs(1)
+        groups.append(group)
+        batcher.submit(jobs, 1)
+        time.sleep(0.03)
+    for group in groups:
+        assert group.wait(5)
+    assert len(run.batches[-1]) == 4  # one batch, not 1 + 3
+    assert run.starts[-1] - started < 0.17  # it ran when the fourth came, not at 0.2 s
+    batcher.stop(1)
+
+
+def test_company_is_waited_for_at_most_max_delay_and_half_a_batch():
+    run = Timed(delay=0.4)
+    batcher = Batcher(run, batch_size=8, queue_size=100, on_expired=expired, on_dropped=dropped,
+                      max_delay=0.1)
+    batcher.start()
+    _wave(batcher, run, 4)
+    assert 0.09 <= _one(batcher, run) < 0.18  # only one of the four came back: max_delay
+    batcher.max_delay = 1.0
+    _wave(batcher, run, 4)
+    assert 0.19 <= _one(batcher, run) < 0.3  # half of the 0.4 s the last batch took
+    batcher.stop(1)
+
+
+def test_a_lone_client_an_idle_model_or_a_fast_one_never_waits_for_company():
+    run = Timed(delay=0.4)
+    batcher = Batcher(run, batch_size=8, queue_size=100, on_expired=expired, on_dropped=dropped,
+                      max_delay=1.0)
+    batcher.start()
+    for _ in range(2):  # a lone client: each batch holds one request
+        assert _one(batcher, run) < 0.05
+    _wave(batcher, run, 4)
+    time.sleep(0.25)  # idle for longer than half a batch: the wave is over
+    assert _one(batcher, run) < 0.05
+    run.delay = 0.0  # a model that answers at once is not worth waiting for
+    _wave(batcher, run, 4)
+    assert _one(batcher, run) < 0.05
+    batcher.stop(1)
