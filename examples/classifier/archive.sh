@@ -12,20 +12,8 @@
 # can sit in one model store (the archiver would overwrite one with the next).
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-EXPORT="${1:-$HERE/model_store}"
-PYTHON="${PYTHON:-python3}"
-mkdir -p "$EXPORT"
-
-# Prefer the console script; fall back to the module for venvs whose bin/ is
-# not on PATH.
-archiver() {
-    if command -v torch-model-archiver >/dev/null 2>&1; then
-        torch-model-archiver "$@"
-    else
-        "$PYTHON" -m model_archiver.model_packaging "$@"
-    fi
-}
+# HERE, EXPORT, PYTHON and `archiver` (torch-model-archiver).
+source "$(dirname "${BASH_SOURCE[0]}")/../archiver.sh" "$@"
 
 # Model files are written next to the sources, as in the guide (git-ignored).
 "$PYTHON" "$HERE/make_model.py" "$HERE"

@@ -5,19 +5,8 @@
 # Usage: ./archive.sh [EXPORT_PATH]    (default: examples/headers/model_store)
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-EXPORT="${1:-$HERE/model_store}"
-PYTHON="${PYTHON:-python3}"
-mkdir -p "$EXPORT"
-
-# Prefer the console script; fall back to the module when bin/ is not on PATH.
-archiver() {
-    if command -v torch-model-archiver >/dev/null 2>&1; then
-        torch-model-archiver "$@"
-    else
-        "$PYTHON" -m model_archiver.model_packaging "$@"
-    fi
-}
+# HERE, EXPORT, PYTHON and `archiver` (torch-model-archiver).
+source "$(dirname "${BASH_SOURCE[0]}")/../archiver.sh" "$@"
 
 "$PYTHON" "$HERE/make_model.py" "$HERE"
 
