@@ -172,7 +172,7 @@ class Runtime(BaseApplication):  # type: ignore[misc]
         config = {
             "bind": [f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.port}"],
             "workers": plan.workers,
-            "worker_class": "gthread",
+            "worker_class": "mkserve.runtime.worker.KeepAliveThreadWorker",
             "threads": plan.threads,
             # The model loads in a thread, so the heartbeat runs during long loads.
             "timeout": 30,

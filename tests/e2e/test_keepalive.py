@@ -1,0 +1,200 @@
+"""Keep-alive connections on the real server (runtime/worker.py keeps busy ones on their thread).
+
+Raw sockets, so that what is on the wire is exactly what the test sends:
+back-to-back requests on one connection, two requests in one write, more
+connections than threads, a connection that goes idle and comes back.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from server import Server, plain_model
+
+pytestmark = pytest.mark.slow
+
+ECHO = """
+class Handler:
+    def initialize(self, context):
+        pass
+
+    def handle(self, data, context):
+        return [{"echo": row["body"]["i"]} for row in data]
+"""
+
+
+def request_bytes(i: int) -> bytes:
+    body = json.dumps({"i": i}).encode()
+    return (b"POST /predictions/plain HTTP/1.1\r\nHost: test\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+class Reader:
+    """Reads HTTP/1.1 responses (Content-Length framed) off one socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        length = int(headers["content-length"])
+        while len(self.buf) < length:
+            self._fill()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return status, headers, body
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        self.buf += chunk
+
+
+def connect(server: Server) -> tuple[socket.socket, Reader]:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    return sock, Reader(sock)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("keepalive")
+    source = plain_model(tmp / "m", ECHO)
+    # 2 threads per worker, so that 6 connections are more than one worker has threads.
+    env = {"MKSERVE_WORKERS": "1", "MKSERVE_THREADS": "2", "MKSERVE_BATCH_SIZE": "2"}
+    with Server(source, tmp, env=env) as srv:
+        srv.wait_ready()
+        yield srv
+
+
+def test_many_requests_back_to_back_on_one_connection(server: Server):
+    sock, reader = connect(server)
+    with sock:
+        for i in range(300):
+            sock.sendall(request_bytes(i))
+            status, headers, body = reader.response()
+            assert status == 200, body
+            assert json.loads(body) == {"echo": i}
+            assert headers["connection"] == "keep-alive"
+
+
+def test_two_requests_in_one_write_are_both_answered_in_order(server: Server):
+    sock, reader = connect(server)
+    with sock:
+        for i in range(0, 40, 2):
+            sock.sendall(request_bytes(i) + request_bytes(i + 1))
+            assert json.loads(reader.response()[2]) == {"echo": i}
+            assert json.loads(reader.response()[2]) == {"echo": i + 1}
+
+
+def test_more_connections_than_threads_are_all_served(server: Server):
+    """Six busy keep-alive connections on a worker with two threads: none starves."""
+    answered = [0] * 6
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 3.0
+
+    def client(n: int) -> None:
+        try:
+            sock, reader = connect(server)
+            with sock:
+                i = 0
+                while time.monotonic() < stop:
+                    sock.sendall(request_bytes(n * 100000 + i))
+                    status, _, body = reader.response()
+                    assert status == 200 and json.loads(body) == {"echo": n * 100000 + i}
+                    answered[n] += 1
+                    i += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    # Every connection made steady progress, not just the ones that got a thread first.
+    assert min(answered) >= 20, answered
+    assert min(answered) * 10 >= max(answered), answered
+
+
+def test_idle_connections_go_back_to_the_poller_and_still_work(server: Server):
+    """Connections idle past the thread's short wait hold no thread: with two threads,
+    four idle connections still leave room for a fifth, and all of them work afterwards."""
+    conns = [connect(server) for _ in range(4)]
+    try:
+        for n, (sock, reader) in enumerate(conns):
+            sock.sendall(request_bytes(n))
+            assert json.loads(reader.response()[2]) == {"echo": n}
+        time.sleep(0.3)  # idle: far past the thread's wait for a next request
+        sock, reader = connect(server)
+        with sock:
+            sock.sendall(request_bytes(99))
+            started = time.monotonic()
+            assert json.loads(reader.response()[2]) == {"echo": 99}
+            assert time.monotonic() - started < 2.0  # not queued behind idle connections
+        for n, (sock, reader) in enumerate(conns):
+            sock.sendall(request_bytes(10 + n))
+            assert json.loads(reader.response()[2]) == {"echo": 10 + n}
+    finally:
+        for sock, _ in conns:
+            sock.close()
+
+
+def test_client_closing_after_a_request_frees_its_thread(server: Server):
+    for i in range(10):  # more than the worker has threads
+        sock, reader = connect(server)
+        sock.sendall(request_bytes(i))
+        assert json.loads(reader.response()[2]) == {"echo": i}
+        sock.close()
+    sock, reader = connect(server)
+    with sock:
+        sock.sendall(request_bytes(7))
+        assert json.loads(reader.response()[2]) == {"echo": 7}
+
+
+PID_ECHO = """
+import os
+
+
+class Handler:
+    def initialize(self, context):
+        pass
+
+    def handle(self, data, context):
+        return [{"pid": os.getpid()} for row in data]
+"""
+
+
+def test_connections_are_spread_across_workers(tmp_path: Path):
+    """Sixteen connections opened at once on 2 workers x 8 threads: 8 each, not 15 and 1
+    (every worker waits on the same listening socket; one that is full lets the others
+    accept)."""
+    source = plain_model(tmp_path / "m", PID_ECHO)
+    env = {"MKSERVE_WORKERS": "2", "MKSERVE_THREADS": "8", "MKSERVE_BATCH_SIZE": "8"}
+    with Server(source, tmp_path, env=env) as server:
+        server.wait_ready()
+        for attempt in range(3):  # three storms of connections, each answered the same way
+            conns = [connect(server) for _ in range(16)]
+            try:
+                pids: dict[int, int] = {}
+                for sock, reader in conns:
+                    sock.sendall(request_bytes(0))
+                    status, _, body = reader.response()
+                    assert status == 200, body
+                    pid = json.loads(body)["pid"]
+                    pids[pid] = pids.get(pid, 0) + 1
+                assert sorted(pids.values()) == [8, 8], (attempt, pids)
+            finally:
+                for sock, _ in conns:
+                    sock.close()
+            time.sleep(0.2)  # the server sees the connections close
