@@ -96,7 +96,7 @@ class KeepAliveThreadWorker(ThreadWorker):
     def _next_request_ready(self, conn) -> bool:  # type: ignore[no-untyped-def]
         if conn.parser.unreader.buf.getvalue():
             return True  # already read ahead
-        if self.nr_conns > self.cfg.threads or self.tpool._work_queue.qsize():  # noqa: SLF001
+        if self.nr_conns > self.cfg.threads or self.tpool._work_queue.qsize():
             return False  # another connection may be waiting for this thread
         poller = getattr(conn, "_mkserve_poll", None)
         if poller is None:
