@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from .cli_bench import register as register_bench
 from .cli_render import register as register_render
 from .errors import MkserveError, UsageError
 
@@ -219,6 +220,7 @@ def _env_pairs(items: list[str]) -> dict[str, str]:
 
 
 register_render(app)
+register_bench(app)
 
 
 def main() -> None:

@@ -323,6 +323,28 @@ def test_cli_run_predict_inspect(classifier: Built, engine: Any, expected: Any,
     assert SESSION in " ".join(info["tags"])
 
 
+def test_cli_bench_an_image(classifier: Built, engine: Any, tmp_path: Path) -> None:
+    """`mkserve bench IMAGE`: started by the engine, timed to its first 200, driven by wrk,
+    stopped and removed."""
+    before = {c.id for c in engine.client.containers.list(all=True)}
+    data = tmp_path / "input.json"
+    data.write_text(json.dumps(INPUT))
+    result = subprocess.run([sys.executable, "-m", "mkserve.builder.cli", "bench", classifier.tag,
+                             "--data", f"@{data}", "--connections", "1,4", "--duration", "1",
+                             "--warmup", "0"], capture_output=True, text=True, check=False,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    cold = re.search(r"cold start to first 200 ([0-9.]+) s", result.stdout)
+    assert cold and 0 < float(cold.group(1)) < 300, result.stdout
+    for conns in (1, 4):
+        row = next(line for line in result.stdout.splitlines() if f"| c={conns} req/s" in line)
+        assert float(row.split("|")[4].strip().replace(",", "")) > 0, row
+        errors = next(line for line in result.stdout.splitlines()
+                      if f"| c={conns} non-2xx / socket errors" in line)
+        assert "0 / 0" in errors, errors
+    assert {c.id for c in engine.client.containers.list(all=True)} == before  # removed
+
+
 def test_optimized_image_answers_like_the_model_within_tolerance(
         images: Images, archives_dir: Path, expected: Any, tmp_path: Path) -> None:
     mar = make_archive("classifier", archives_dir / "optimize")
@@ -338,3 +360,33 @@ def test_optimized_image_answers_like_the_model_within_tolerance(
             # The stated tolerance of --optimize: atol 1e-4, rtol 1e-3.
             assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-4,
                                                          rel=1e-3)
+
+
+def test_optimized_transformer_image_answers_like_the_original_model(
+        images: Images, archives_dir: Path, tmp_path: Path) -> None:
+    """--optimize on the compute-heavy example (a TorchScript transformer called with
+    token ids and a padding mask): the image's answers match the unoptimised archive
+    served by `mkserve serve`, within the stated tolerance."""
+    from server import Server
+
+    mar = make_archive("transformer", archives_dir / "optimize-transformer")
+    gen = torch.Generator().manual_seed(1)
+    calls = [(torch.randint(1, 1000, (n, 64), generator=gen), torch.zeros(n, 64, dtype=torch.bool))
+             for n in (1, 16)]
+    sample = tmp_path / "sample.pt"
+    torch.save({"forward": calls}, sample)
+    built = images.build(mar, "transformer-optimized", "--optimize", "--sample-input", str(sample))
+    assert "optimize: freeze" in built.stdout + built.stderr, built.stderr[-3000:]
+    rows = [{"tokens": [int(t) for t in torch.randint(1, 1000, (n,), generator=gen)]}
+            for n in (64, 64, 10, 1, 40)]
+    with Server(mar, tmp_path) as original:
+        original.wait_ready(120)
+        want = [original.post("/predictions/transformer", json=row).json() for row in rows]
+    with images.serve(built.tag) as (_, url):
+        got = [requests.post(f"{url}/predictions/transformer", json=row, timeout=60).json()
+               for row in rows]
+        batch = requests.post(f"{url}/predictions/transformer", json=rows, timeout=60).json()
+    for answer in (got, batch):
+        for g, w in zip(answer, want, strict=True):
+            assert g["predicted_class"] == w["predicted_class"]
+            assert g["probabilities"] == pytest.approx(w["probabilities"], abs=1e-4, rel=1e-3)

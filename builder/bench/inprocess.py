@@ -1,6 +1,6 @@
 """The model's own batched throughput, in-process: the physical limit a server is compared to.
 
-`python -m benchmarks.inprocess ARCHIVE BODY.json --threads T --batch B --duration D`
+`python -m mkserve.builder.bench.inprocess ARCHIVE BODY.json --threads T --batch B --duration D`
 loads the archive's handler exactly as an mkserve worker does (same `ts`
 shim, same Context) and calls `handler.handle(rows, context)` on batches of
 B already-decoded rows for D seconds on T intra-op threads; no HTTP, no

@@ -18,8 +18,6 @@ from urllib.parse import urlsplit
 
 from . import procs
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 class ServerError(RuntimeError):
     pass
@@ -131,19 +129,16 @@ class Mkserve(Server):
         env.update({"MKSERVE_MODEL": str(self.archive), "PORT": str(self.port),
                     "MKSERVE_HOST": "127.0.0.1", "MKSERVE_LOG_FORMAT": "json"})
         env.update(self.extra_env)
-        # The repository (for `benchmarks.*`) after any PYTHONPATH given for this server.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.extra_env.get("PYTHONPATH"),
-                                                          str(REPO), os.environ.get("PYTHONPATH")]))
         return [sys.executable, "-m", self.module()], env, self.workdir
 
 
 class Trivial(Mkserve):
-    """benchmarks.trivial: the same gunicorn configuration, a do-nothing Flask endpoint."""
+    """mkserve.builder.bench.trivial: the same gunicorn configuration, a do-nothing Flask endpoint."""
 
     label = "trivial"
 
     def module(self) -> str:
-        return "benchmarks.trivial"
+        return "mkserve.builder.bench.trivial"
 
 
 class TorchServe(Server):
@@ -230,7 +225,11 @@ class External(Server):
         return self._url
 
     def start(self, timeout: float = 180.0) -> float:
-        status, answer = post_once(self.url, self.body, timeout=30)
+        try:
+            status, answer = post_once(self.url, self.body, timeout=30)
+        except OSError as exc:
+            raise ServerError(f"{self.url}: no answer ({exc}); is the server running "
+                              "there?") from exc
         if status != 200:
             raise ServerError(f"{self.url} answered {status}: {answer[:300]!r}")
         return 0.0

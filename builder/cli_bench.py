@@ -1,0 +1,148 @@
+"""`mkserve bench`: the side-by-side benchmark against an archive, a running server or an image."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import MkserveError, UsageError
+
+
+def _connections(text: str) -> list[int]:
+    try:
+        counts = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise UsageError(f"--connections {text!r}: expected counts like 1,16,64")
+    return counts
+
+
+def _prediction_url(url: str) -> str:
+    """A server's base URL becomes its /predictions/{model} URL (the model from /readyz)."""
+    from .tryout import model_at
+
+    url = url.rstrip("/")
+    if "/predictions/" in url or "/v1/models/" in url or "/v2/models/" in url:
+        return url
+    return f"{url}/predictions/{model_at(url)}"
+
+
+def _default_body(url: str, body: bytes | None) -> bytes:
+    if body is not None:
+        return body
+    from .bench.bench import EXAMPLE_KIND, example_body
+
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if name in EXAMPLE_KIND:
+        return example_body(name)
+    raise UsageError("pass one request body with --data @request.json (or - for stdin)")
+
+
+def _is_example(name: str) -> bool:
+    from .bench.bench import EXAMPLES_DIR
+
+    return "/" not in name and ":" not in name and (EXAMPLES_DIR / name / "make_model.py").exists()
+
+
+def bench_command(
+    target: Annotated[str, typer.Argument(
+        metavar="ARCHIVE|URL|IMAGE",
+        help="A .mar to run mkserve and TorchServe 0.12 side by side on (or an example name "
+             "in a checkout: classifier, transformer); http://HOST:PORT of a running server; "
+             "or an image built by `mkserve build` (started for the benchmark).")],
+    data: Annotated[str | None, typer.Option(
+        "--data", "-d", help="One request body: @file.json, - for stdin, or the text "
+                             "(default: the example's own input).")] = None,
+    connections: Annotated[str, typer.Option(help="wrk connection counts.")] = "1,16,64",
+    duration: Annotated[float, typer.Option(help="Seconds per wrk run.")] = 10.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of warm-up per server.")] = 3.0,
+    rounds: Annotated[int, typer.Option(help="wrk runs per server and count (median).")] = 1,
+    only: Annotated[str, typer.Option(
+        help="With an archive: some of torchserve,mkserve,trivial,inprocess.")] = "",
+    precision: Annotated[str | None, typer.Option(
+        help="With an archive: also run mkserve with this precision (bf16, fp16).")] = None,
+    optimize: Annotated[bool, typer.Option(
+        "--optimize", help="With an archive: also run an --optimize'd copy of its model.")] = False,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", help="Extra environment for mkserve, NAME=VALUE.")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write every figure to this JSON file.")] = None,
+) -> None:
+    """Measure throughput, p50/p99 latency and errors with wrk at each connection count.
+
+    With an archive: TorchServe 0.12 (if installed) and mkserve with the same batch
+    settings, a trivial endpoint on mkserve's gunicorn configuration and the model's
+    in-process limit, plus cold start and memory (PSS), in one table of ratios. With a
+    URL or an image: that server alone (an image adds its cold start).
+    """
+    from .bench import loadgen
+    from .bench.bench import run_benchmark
+    from .bench.servers import ServerError
+    from .cli import _env_pairs
+    from .tryout import read_data
+
+    counts = _connections(connections)
+    body = read_data(data) if data is not None else None
+    if precision not in (None, "bf16", "fp16"):
+        raise UsageError(f"--precision {precision}: expected bf16 or fp16")
+    extra_env = _env_pairs(env or [])
+    common: dict[str, Any] = {"duration": duration, "warmup": warmup, "connections": counts,
+                              "rounds": rounds, "json_out": json_out}
+    try:
+        loadgen.wrk_path()
+    except loadgen.LoadError as exc:
+        raise MkserveError(str(exc)) from exc
+    try:
+        if target.startswith(("http://", "https://")):
+            url = _prediction_url(target)
+            run_benchmark(url=url, body=_default_body(url, body), **common)
+        elif Path(target).exists() or _is_example(target):
+            run_benchmark([target], body=body, precision=precision, optimize=optimize,
+                          mkserve_env=extra_env,
+                          only=[k.strip() for k in only.split(",") if k.strip()] or None,
+                          **common)
+        elif target.endswith((".mar", ".tar.gz", ".tgz")) or target.startswith((".", "/")):
+            raise UsageError(f"{target}: no such file or folder")
+        else:
+            _bench_image(target, body, extra_env, common)
+    except (ServerError, loadgen.LoadError) as exc:
+        raise MkserveError(str(exc)) from exc
+    except SystemExit as exc:  # the benchmark's own usage errors
+        if isinstance(exc.code, str):
+            raise UsageError(exc.code) from exc
+        raise
+
+
+def _bench_image(image: str, body: bytes | None, env: dict[str, str],
+                 common: dict[str, Any]) -> None:
+    from .bench.bench import run_benchmark
+    from .engine import connect
+    from .tryout import start
+
+    engine = connect()
+    typer.echo(f"starting {image} ...", err=True)
+    began = time.monotonic()
+    started = start(engine, image, environment=env)
+    try:
+        url = f"{started.url}/predictions/{started.model}"
+        body = _default_body(url, body)
+        from .bench.servers import post_once
+
+        status, answer = post_once(url, body, timeout=60)
+        cold = time.monotonic() - began
+        if status != 200:
+            raise MkserveError(f"{url} answered {status}: {answer[:300]!r}")
+        typer.echo(f"{image}: cold start (container start to first 200) {cold:.2f} s", err=True)
+        run_benchmark(url=url, body=body, **common)
+        typer.echo(f"\n{image}: cold start to first 200 {cold:.2f} s (container start included); "
+                   "memory is measured with an archive (PSS of the process tree)")
+    finally:
+        started.container.stop(timeout=15)
+        started.container.remove()
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="bench")(bench_command)
