@@ -438,7 +438,9 @@ def table_rows(result: dict[str, Any], connections: Sequence[int]) -> list[list[
 
 def render(results: list[dict[str, Any]], connections: Sequence[int], header: str) -> str:
     head = ["model", "measure", "TorchServe", "mkserve", "mkserve/TS", "ceilings", "target"]
-    body = [row for result in results for row in table_rows(result, connections)]
+    # A "|" inside a cell (the optimizer's "max |diff|") would split it in Markdown.
+    body = [[str(c).replace("|", "\\|") for c in row]
+            for result in results for row in table_rows(result, connections)]
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:
