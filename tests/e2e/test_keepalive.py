@@ -176,15 +176,20 @@ class Handler:
 
 
 def test_connections_are_spread_across_workers(tmp_path: Path):
-    """Sixteen connections opened at once on 2 workers x 8 threads: 8 each, not 15 and 1
-    (every worker waits on the same listening socket; one that is full lets the others
-    accept)."""
+    """A storm of 64 connections on 2 workers x 8 threads, as a load balancer or wrk opens
+    them: no worker is left with fewer connections than it has threads. Every worker waits on the one listening
+    socket and the kernel wakes whichever it likes; without the worker's accept pause one
+    of them took 48 to 63 of 64 connections in the benchmark."""
     source = plain_model(tmp_path / "m", PID_ECHO)
     env = {"MKSERVE_WORKERS": "2", "MKSERVE_THREADS": "8", "MKSERVE_BATCH_SIZE": "8"}
     with Server(source, tmp_path, env=env) as server:
         server.wait_ready()
-        for attempt in range(3):  # three storms of connections, each answered the same way
-            conns = [connect(server) for _ in range(16)]
+        deadline = time.monotonic() + 60  # /readyz answers once one worker is ready: wait for both
+        while 'ts_model_workers{model_name="plain"} 2.0' not in server.get("/metrics").text:
+            assert time.monotonic() < deadline, "the second worker never became ready"
+            time.sleep(0.1)
+        for attempt in range(3):
+            conns = [connect(server) for _ in range(64)]  # handshakes done, not yet accepted
             try:
                 pids: dict[int, int] = {}
                 for sock, reader in conns:
@@ -193,8 +198,10 @@ def test_connections_are_spread_across_workers(tmp_path: Path):
                     assert status == 200, body
                     pid = json.loads(body)["pid"]
                     pids[pid] = pids.get(pid, 0) + 1
-                assert sorted(pids.values()) == [8, 8], (attempt, pids)
+                # Guaranteed: a full worker leaves new connections to one with a free thread,
+                # so each gets at least its 8 threads' worth (on an idle machine about 32).
+                assert len(pids) == 2 and min(pids.values()) >= 8, (attempt, pids)
             finally:
                 for sock, _ in conns:
                     sock.close()
-            time.sleep(0.2)  # the server sees the connections close
+            time.sleep(0.3)  # the server sees the connections close
