@@ -366,10 +366,7 @@ def table_rows(result: dict[str, Any], connections: Sequence[int]) -> list[list[
             note.append(f"in-proc {limit_cpu:.3f}/row → efficiency {_x(limit_cpu / m_cpu)}")
         rows.append([label, f"c={conns} server CPU ms/req", _fmt(t_cpu, 3), _fmt(m_cpu, 3),
                      _x(_ratio(m_cpu, t_cpu)), " · ".join(note), ""])
-    for key in sorted(runs):
-        if not key.startswith("torchserve-"):
-            continue
-        other = runs[key]
+    for key, other in _variants(runs, "torchserve-"):
         for conns in connections:
             o = other.load(conns)
             m = mk.load(conns) if mk else None
@@ -390,10 +387,7 @@ def table_rows(result: dict[str, Any], connections: Sequence[int]) -> list[list[
                      f"{_fmt(mk.pss_mb if mk else None)} MB"),
                      (f"{_x(_ratio(mk.cold_start_s if mk else None, other.cold_start_s))} / "
                      f"{_x(_ratio(mk.pss_mb if mk else None, other.pss_mb))}"), "", ""])
-    for key in sorted(runs):
-        if not key.startswith("mkserve-"):
-            continue
-        variant = runs[key]
+    for key, variant in _variants(runs, "mkserve-"):
         for conns in connections:
             v = variant.load(conns)
             base = mk.load(conns) if mk else None
@@ -434,6 +428,11 @@ def table_rows(result: dict[str, Any], connections: Sequence[int]) -> list[list[
         rows.append([label, key.replace("inprocess", "in-process rows/s").replace("_", " "),
                      "", _fmt(best["rows_per_s"]), "", note, ""])
     return rows
+
+
+def _variants(runs: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    """The runs whose key starts with prefix ("torchserve-omp1", "mkserve-bf16"), by key."""
+    return [(key, runs[key]) for key in sorted(runs) if key.startswith(prefix)]
 
 
 def render(results: list[dict[str, Any]], connections: Sequence[int], header: str) -> str:
