@@ -12,8 +12,9 @@ the per-request CPU on a small model and two more context switches.
 request on the same connection and serve it straight away. It waits only while
 every connection of the worker can have a thread of its own and none is
 queued (another connection is never kept waiting for a thread by a lingering
-one: with more connections than threads this is exactly gthread) and for a short time (an idle connection goes back
-to the poller, as in gthread, so threads are not tied up by idle clients).
+one: with more connections than threads this is exactly gthread), and only
+briefly (an idle connection goes back to the poller, as in gthread, so idle
+clients tie up no thread).
 Everything else (accepting, keep-alive timeouts, graceful stop, max_requests,
 HTTP/2) is gthread's.
 

@@ -96,6 +96,25 @@ def test_two_requests_in_one_write_are_both_answered_in_order(server: Server):
             assert json.loads(reader.response()[2]) == {"echo": i + 1}
 
 
+def test_answers_without_a_body_and_errors_keep_the_connection_usable(server: Server):
+    """HEAD (headers only: they leave when the response closes), a JSON 404 and a
+    prediction, in that order on one connection."""
+    sock, reader = connect(server)
+    with sock:
+        sock.sendall(b"HEAD /ping HTTP/1.1\r\nHost: test\r\n\r\n")
+        while b"\r\n\r\n" not in reader.buf:
+            reader._fill()
+        head, reader.buf = reader.buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200") and b"Date: " in head, head
+        assert reader.buf == b""  # no body after a HEAD
+        sock.sendall(b"GET /nowhere HTTP/1.1\r\nHost: test\r\n\r\n")
+        status, _, body = reader.response()
+        assert status == 404 and json.loads(body)["code"] == 404
+        sock.sendall(request_bytes(5))
+        status, _, body = reader.response()
+        assert status == 200 and json.loads(body) == {"echo": 5}
+
+
 def test_more_connections_than_threads_are_all_served(server: Server):
     """Six busy keep-alive connections on a worker with two threads: none starves."""
     answered = [0] * 6
