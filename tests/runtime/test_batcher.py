@@ -156,6 +156,15 @@ class Timed(Recorder):
         super().__call__(jobs)
 
 
+def _compute_bound(max_delay: float) -> tuple[Timed, Batcher]:
+    """A started batcher of 8 in front of a compute-bound model: 0.4 s per batch."""
+    run = Timed(delay=0.4)
+    batcher = Batcher(run, batch_size=8, queue_size=100, on_expired=expired, on_dropped=dropped,
+                      max_delay=max_delay)
+    batcher.start()
+    return run, batcher
+
+
 def _wave(batcher: Batcher, run: Recorder, k: int) -> None:
     """Make the batcher answer one batch of k requests (a busy moment)."""
     run.gate.clear()
@@ -183,10 +192,7 @@ def _one(batcher: Batcher, run: Timed) -> float:
 
 
 def test_after_a_busy_batch_the_next_waits_for_its_clients_to_come_back():
-    run = Timed(delay=0.4)  # a compute-bound model: 0.4 s per batch
-    batcher = Batcher(run, batch_size=8, queue_size=100, on_expired=expired, on_dropped=dropped,
-                      max_delay=1.0)
-    batcher.start()
+    run, batcher = _compute_bound(max_delay=1.0)
     _wave(batcher, run, 4)
     groups = []
     started = time.monotonic()
@@ -203,10 +209,7 @@ def test_after_a_busy_batch_the_next_waits_for_its_clients_to_come_back():
 
 
 def test_company_is_waited_for_at_most_max_delay_and_half_a_batch():
-    run = Timed(delay=0.4)
-    batcher = Batcher(run, batch_size=8, queue_size=100, on_expired=expired, on_dropped=dropped,
-                      max_delay=0.1)
-    batcher.start()
+    run, batcher = _compute_bound(max_delay=0.1)
     _wave(batcher, run, 4)
     assert 0.09 <= _one(batcher, run) < 0.18  # only one of the four came back: max_delay
     batcher.max_delay = 1.0
@@ -216,10 +219,7 @@ def test_company_is_waited_for_at_most_max_delay_and_half_a_batch():
 
 
 def test_a_lone_client_an_idle_model_or_a_fast_one_never_waits_for_company():
-    run = Timed(delay=0.4)
-    batcher = Batcher(run, batch_size=8, queue_size=100, on_expired=expired, on_dropped=dropped,
-                      max_delay=1.0)
-    batcher.start()
+    run, batcher = _compute_bound(max_delay=1.0)
     for _ in range(2):  # a lone client: each batch holds one request
         assert _one(batcher, run) < 0.05
     _wave(batcher, run, 4)

@@ -19,6 +19,7 @@ from mkserve.runtime.service import ModelService
 from mkserve.runtime.settings import resolve
 from mkserve.runtime.source import open_source
 from prometheus_client import CollectorRegistry
+from tiny_models import Linear3
 
 # Records every row it is given and answers each with its body; "boom" is bad input (400),
 # "crash" a handler bug (500).
@@ -357,16 +358,6 @@ def test_kserve_requests_are_counted_in_metrics(serve_handler):
 
 # -- the built-in base_handler behind V2 ---------------------------------------
 
-class Tiny(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(3, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
-
-
 class _Served:
     def __init__(self, service: ModelService, metrics: Metrics) -> None:
         self.service = service
@@ -376,7 +367,7 @@ class _Served:
 @pytest.fixture
 def base_handler_model(tmp_path: Path) -> Iterator[tuple[_Served, torch.nn.Module]]:
     """A plain folder: a TorchScript model.pt served by the built-in base_handler."""
-    model = Tiny().eval()
+    model = Linear3().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchServe archives are scripted
         torch.jit.script(model).save(str(tmp_path / "model.pt"))

@@ -27,23 +27,12 @@ from mkserve.runtime.ts.utils.util import (
     load_label_mapping,
     map_class_to_label,
 )
+from tiny_models import Linear3
 
 # TorchServe archives are TorchScript; torch's deprecation notice for scripting is expected.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 X = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
-
-
-class Linear3(torch.nn.Module):
-    """Module-level so torch.save(model) can pickle it by reference."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(3, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
 
 
 class FakeSink:
