@@ -7,13 +7,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from .batcher import Outcome
+from .batcher import Group, Job, Outcome
 from .codec import decode_body, dumps, encode_value
 from .errors import (
     BadRequest,
@@ -100,6 +100,37 @@ def plain_wsgi_headers(status: int, body: bytes, content_type: str,
     return out
 
 
+# A fast-path answer: werkzeug's Response where one is needed (errors, unusual headers),
+# else the status, the WSGI header list and the body.
+Answer = Response | tuple[int, list[tuple[str, str]], bytes]
+
+
+class Pending:
+    """A fast-path prediction queued for the model (see create_app's `begin`)."""
+
+    __slots__ = ("deadline", "group", "is_batch", "jobs", "path", "request_id", "started")
+
+    def __init__(self, path: str, request_id: str, started: float, is_batch: bool,
+                 group: Group, jobs: list[Job], deadline: float) -> None:
+        self.path = path
+        self.request_id = request_id
+        self.started = started
+        self.is_batch = is_batch
+        self.group = group
+        self.jobs = jobs
+        self.deadline = deadline  # time.monotonic() by which to call `expire(jobs)`
+
+
+class FastPath(NamedTuple):
+    """The predictions fast path, for a server that answers it without a thread per request."""
+
+    matches: Callable[[str, str, str, str, int | None], bool]
+    begin: Callable[..., Pending | Answer]
+    complete: Callable[[Pending], Answer]
+    expire: Callable[[list[Job]], None]
+    new_request_id: Callable[[], str]
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(dumps(body), status=status, headers=headers, mimetype=JSON)
 
@@ -145,7 +176,9 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
         if version is not None and version != service.model_version:
             raise NotFound(f"version {version!r} of {model_name} is not served here; "
                            f"this server serves version {service.model_version}")
-        values, is_batch = decode_body(request.get_data(cache=False), request.content_type or "")
+        # A form's fields are parsed from the body after it is read: keep it for that.
+        values, is_batch = decode_body(request.get_data(cache=request.mimetype in FORM_TYPES),
+                                       request.content_type or "")
         rows = [_row(value) for value in values]
         status, body, content_type, headers = answer(_predict(rows), is_batch)
         return Response(body, status=status, headers=headers, content_type=content_type)
@@ -246,45 +279,53 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
     paths = {f"/predictions/{model_name}", f"/predictions/{model_name}/{service.model_version}"}
     limit = service.settings.max_request_bytes
 
-    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        """POST /predictions/{model}[/{version}] without Flask's per-request machinery.
+    def matches(method: str, path: str, query: str, content_type: str,
+                length: int | None) -> bool:
+        """Whether a request takes the fast path: a POST to the one hot route, no query
+        string, a Content-Length within the limit (`length`, None without one), not a form."""
+        return (path in paths and method == "POST" and not query and length is not None
+                and length <= limit
+                and content_type.split(";", 1)[0].strip().lower() not in FORM_TYPES)
 
-        Flask's request context, URL matching and hooks cost about as much CPU per
-        request as gunicorn itself, which on a small model is most of the serving
-        cost. Plain requests to the one hot route (no query string, a Content-Length
-        within the limit, not a form) are answered here with the same code as the
-        Flask route (decode_body, predict, answer, error_response, finish), and the
-        common answer is handed to the server as the status and header list that
-        werkzeug's Response would have made (plain_wsgi_headers). Anything else,
-        including every error Flask itself would raise (413, 404, 405), goes
-        through Flask, which stays the reference: tests/runtime/test_fastpath.py
-        sends every kind of request through both and compares the answers.
-        """
-        path = environ.get("PATH_INFO")
-        length = environ.get("CONTENT_LENGTH") or ""
-        content_type = environ.get("CONTENT_TYPE") or ""
-        if (path not in paths or environ.get("REQUEST_METHOD") != "POST"
-                or environ.get("QUERY_STRING") or "HTTP_TRANSFER_ENCODING" in environ
-                or not (length.isascii() and length.isdigit()) or int(length) > limit
-                or content_type.split(";", 1)[0].strip().lower() in FORM_TYPES):
-            return flask_wsgi_app(environ, start_response)
-        started = time.perf_counter()
-        raw = environ["wsgi.input"].read(int(length))
-        if len(raw) != int(length):  # the client went away: let werkzeug say so
-            environ["wsgi.input"] = io.BytesIO(raw)
-            return flask_wsgi_app(environ, start_response)
-        request_id = environ.get("HTTP_X_REQUEST_ID") or new_request_id()
+    def begin(path: str, raw: bytes, content_type: str, headers: dict[str, str],
+              request_id: str, started: float,
+              on_done: Callable[[Any], None] | None) -> Pending | Answer:
+        """Decode a fast-path request and queue its rows; its Pending, or the answer now."""
         try:
             values, is_batch = decode_body(raw, content_type)
             # As _row: no query parameters here, and no form fields (a JSON null has none).
             rows = [{"body": value} if value is not None else {} for value in values]
-            outcomes = predict(rows, environ_headers(environ), request_id, started)
-            status, body, body_type, headers = answer(outcomes, is_batch)
+            if metrics is not None:
+                metrics.request_started()
+            try:
+                group, jobs, deadline = service.submit(rows, headers, request_id, on_done)
+            except ServingError as exc:
+                if metrics is not None:
+                    metrics.request_finished(exc.status, (time.perf_counter() - started) * 1e3)
+                raise
+            return Pending(path, request_id, started, is_batch, group, jobs, deadline)
+        except ServingError as error:
+            response = error_response(error)
+        except Exception as error:  # the same answer as _unexpected below
+            log.exception("unexpected error answering POST %s", path)
+            response = error_response(ServingError(f"internal error: {type(error).__name__}"))
+        finish(response, "POST", path, "predictions", request_id, started)
+        return response
+
+    def complete(pending: Pending) -> Answer:
+        """The answer of a Pending whose rows all have outcomes."""
+        outcomes: list[Outcome] = pending.group.outcomes  # type: ignore[assignment]
+        path, request_id, started = pending.path, pending.request_id, pending.started
+        if metrics is not None:
+            first_error = next((o.error for o in outcomes if o.error is not None), None)
+            status = first_error.status if first_error is not None else outcomes[0].status
+            metrics.request_finished(status, (time.perf_counter() - started) * 1e3)
+        try:
+            status, body, body_type, headers = answer(outcomes, pending.is_batch)
             wsgi_headers = plain_wsgi_headers(status, body, body_type, headers, request_id)
             if wsgi_headers is not None:  # what werkzeug's Response would send, made directly
                 finish_plain(status, path, request_id, started)
-                start_response(status_line(status), wsgi_headers)
-                return [body]
+                return status, wsgi_headers, body
             response = Response(body, status=status, headers=headers, content_type=body_type)
         except ServingError as error:
             response = error_response(error)
@@ -292,7 +333,48 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
             log.exception("unexpected error answering POST %s", path)
             response = error_response(ServingError(f"internal error: {type(error).__name__}"))
         finish(response, "POST", path, "predictions", request_id, started)
-        return response(environ, start_response)
+        return response
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """POST /predictions/{model}[/{version}] without Flask's per-request machinery.
+
+        Flask's request context, URL matching and hooks cost about as much CPU per
+        request as the HTTP server itself, which on a small model is most of the
+        serving cost. Plain requests to the one hot route (`matches`) are answered
+        with the same code as the Flask route (decode_body, predict, answer,
+        error_response, finish), and the common answer is handed to the server as
+        the status and header list that werkzeug's Response would have made
+        (plain_wsgi_headers). Anything else, including every error Flask itself
+        would raise (413, 404, 405), goes through Flask, which stays the reference:
+        tests/runtime/test_fastpath.py sends every kind of request through both and
+        compares the answers. The event-loop worker (worker.py) calls `begin` and
+        `complete` itself, without blocking a thread per request.
+        """
+        path = environ.get("PATH_INFO") or ""
+        length = environ.get("CONTENT_LENGTH") or ""
+        content_type = environ.get("CONTENT_TYPE") or ""
+        size = int(length) if length.isascii() and length.isdigit() else None
+        if "HTTP_TRANSFER_ENCODING" in environ or not matches(
+                environ.get("REQUEST_METHOD", ""), path, environ.get("QUERY_STRING", ""),
+                content_type, size):
+            return flask_wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        raw = environ["wsgi.input"].read(size)
+        if len(raw) != size:  # the client went away: let werkzeug say so
+            environ["wsgi.input"] = io.BytesIO(raw)
+            return flask_wsgi_app(environ, start_response)
+        request_id = environ.get("HTTP_X_REQUEST_ID") or new_request_id()
+        result = begin(path, raw, content_type, environ_headers(environ), request_id, started,
+                       None)
+        if isinstance(result, Pending):
+            if not result.group.wait(result.deadline - time.monotonic()):
+                service.expire(result.jobs)
+            result = complete(result)
+        if isinstance(result, Response):
+            return result(environ, start_response)
+        status, headers, body = result
+        start_response(status_line(status), headers)
+        return [body]
 
     def finish_plain(status: int, path: str, request_id: str, started: float) -> None:
         """finish() for an answer sent without a Response object (its headers are done)."""
@@ -303,6 +385,8 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
 
     app.wsgi_app = wsgi_app  # type: ignore[method-assign]
     app.extensions["mkserve.flask_wsgi_app"] = flask_wsgi_app  # the reference, for tests
+    app.extensions["mkserve.fast_path"] = FastPath(
+        matches, begin, complete, lambda jobs: service.expire(jobs), new_request_id)
 
     @app.errorhandler(ServingError)
     def _serving_error(error: ServingError) -> Response:

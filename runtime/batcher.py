@@ -23,18 +23,21 @@ class Outcome:
 
 
 class Group:
-    """The rows of one HTTP request; `wait()` returns once every row has an outcome.
+    """The rows of one HTTP request, done once every row has an outcome.
 
-    The request thread waits on a plain lock that the last resolution releases:
-    one futex wake per request (an Event costs a Condition, a fresh waiter lock
-    and a notify_all, in Python).
+    Two ways to learn that: `wait()`, for a thread that blocks on it (a plain
+    lock that the last resolution releases: one futex wake per request, where
+    an Event costs a Condition, a fresh waiter lock and a notify_all), or
+    `on_done`, called once by whichever thread resolves the last row (the
+    event-loop worker's way: it queues the answer for its loop thread).
     """
 
-    __slots__ = ("_done", "_lock", "outcomes", "remaining")
+    __slots__ = ("_done", "_lock", "on_done", "outcomes", "remaining")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, on_done: Callable[[Group], None] | None = None) -> None:
         self.outcomes: list[Outcome | None] = [None] * size
         self.remaining = size
+        self.on_done = on_done
         self._lock = threading.Lock()
         self._done = threading.Lock()
         self._done.acquire()  # released by the last resolve()
@@ -48,6 +51,8 @@ class Group:
             done = self.remaining == 0
         if done:
             self._done.release()
+            if self.on_done is not None:
+                self.on_done(self)
 
     def wait(self, timeout: float) -> bool:
         """True once every row has an outcome; False if `timeout` seconds pass first."""

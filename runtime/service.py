@@ -74,10 +74,12 @@ class ModelService:
     Steps: `start()` launches the model thread, which loads the handler
     (state loading → ready, or failed with a reason) and then runs batches;
     `predict()` is called by request threads and blocks until every row has an
-    outcome or the deadline passes; `drain()` flips readiness and refuses new
-    work; `stop(timeout)` finishes what is queued.
+    outcome or the deadline passes; `submit()` queues rows without waiting (the
+    event-loop worker's way: the Group calls back) and `expire()` answers them
+    at their deadline; `drain()` flips readiness and refuses new work;
+    `stop(timeout)` finishes what is queued.
     Thread rules: the handler and the Context are touched only by the model
-    thread; request threads only queue rows and wait.
+    thread; other threads only queue rows and wait or get called back.
     """
 
     def __init__(self, source: ModelSource, settings: RuntimeSettings, gpu_id: int | None = None,
@@ -200,10 +202,24 @@ class ModelService:
         if failed:
             raise RuntimeError(f"warm-up request from {path} failed: {failed[0]}")
 
-    # -- request threads --------------------------------------------------
+    # -- request side -----------------------------------------------------
     def predict(self, rows: list[Any], headers: dict[str, str], request_id: str,
                 ) -> list[Outcome]:
-        """Run rows through the model; one Outcome per row, in order."""
+        """Run rows through the model and wait; one Outcome per row, in order."""
+        group, jobs, deadline = self.submit(rows, headers, request_id)
+        if not group.wait(deadline - time.monotonic()):
+            self.expire(jobs)
+        return group.outcomes  # type: ignore[return-value]
+
+    def submit(self, rows: list[Any], headers: dict[str, str], request_id: str,
+               on_done: Callable[[Group], None] | None = None,
+               ) -> tuple[Group, list[Job], float]:
+        """Queue rows for the model without waiting: their Group, Jobs and deadline.
+
+        Raises the ServingError to answer when they cannot be queued (not ready,
+        too many rows, queue full). The caller either waits on the group or is
+        called back by `on_done`, and calls `expire(jobs)` at the deadline.
+        """
         if self.state != READY:
             raise ServiceUnavailable(self.reason, headers={"Retry-After": "1"})
         count = len(rows)
@@ -212,7 +228,7 @@ class ModelService:
                                   f"({self.settings.queue_size}); send at most that many")
         now = time.monotonic()
         deadline = now + self.settings.response_timeout_s
-        group = Group(count)
+        group = Group(count, on_done)
         if count == 1:
             jobs = [Job(rows[0], headers, request_id, now, deadline, group, 0)]
         else:
@@ -225,12 +241,14 @@ class ModelService:
             raise Overloaded(f"queue is full ({self.settings.queue_size} rows waiting); "
                              "retry later or add replicas",
                              status=self.settings.shed_status, headers={"Retry-After": "1"})
-        if not group.wait(deadline - time.monotonic()):
-            late = DeadlineExceeded(f"no answer within the response timeout "
-                                    f"({self.settings.response_timeout_s:g}s)")
-            for job in jobs:
-                job.resolve(Outcome(error=late))
-        return group.outcomes  # type: ignore[return-value]
+        return group, jobs, deadline
+
+    def expire(self, jobs: list[Job]) -> None:
+        """Answer the rows still without an outcome at their deadline with a 504."""
+        late = DeadlineExceeded(f"no answer within the response timeout "
+                                f"({self.settings.response_timeout_s:g}s)")
+        for job in jobs:
+            job.resolve(Outcome(error=late))
 
     # -- model thread -----------------------------------------------------
     def _expire(self, job: Job) -> None:
