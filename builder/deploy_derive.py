@@ -77,8 +77,9 @@ def readiness_probe(spec: DeploySpec) -> Probe:
 
 
 def liveness_probe(spec: DeploySpec) -> Probe:
-    """Tolerates a full request deadline: a saturated gthread worker answers the probe only when
-    a request thread frees up, and restarting a busy pod would drop its whole queue."""
+    """Tolerates a full request deadline: a worker whose request threads are all taken (by
+    KServe predictions waiting on the model) answers the probe only when one frees up, and
+    restarting a busy pod would drop its whole queue."""
     threshold = max(3, math.ceil(spec.response_timeout_s / LIVENESS_PERIOD_S))
     return Probe(LIVENESS_PATH, LIVENESS_PERIOD_S, LIVENESS_TIMEOUT_S, threshold)
 

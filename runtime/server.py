@@ -2,7 +2,7 @@
 
 The image's ENTRYPOINT (`python -m mkserve.runtime`) and `mkserve serve` both
 end here, so both run the same process tree: a gunicorn master (PID 1 in a
-container) and gthread workers, each loading the model after fork.
+container) and event-loop workers (worker.py), each loading the model after fork.
 """
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ class Runtime(BaseApplication):  # type: ignore[misc]
         config = {
             "bind": [f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.port}"],
             "workers": plan.workers,
-            "worker_class": "mkserve.runtime.worker.KeepAliveThreadWorker",
+            "worker_class": "mkserve.runtime.worker.EventLoopWorker",
             "threads": plan.threads,
             # The model loads in a thread, so the heartbeat runs during long loads.
             "timeout": 30,

@@ -1,18 +1,19 @@
-"""Keep-alive connections on the real server (runtime/worker.py keeps busy ones on their thread).
+"""Keep-alive connections on the real server (runtime/worker.py, one event loop per worker).
 
 Raw sockets, so that what is on the wire is exactly what the test sends:
 back-to-back requests on one connection, two requests in one write, more
-connections than threads, a connection that goes idle and comes back.
+connections than threads, a connection that goes idle and comes back, a storm
+of connections spread across workers.
 """
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from rawhttp import connect, request_bytes
 from server import Server, plain_model
 
 pytestmark = pytest.mark.slow
@@ -25,44 +26,6 @@ class Handler:
     def handle(self, data, context):
         return [{"echo": row["body"]["i"]} for row in data]
 """
-
-
-def request_bytes(i: int) -> bytes:
-    body = json.dumps({"i": i}).encode()
-    return (b"POST /predictions/plain HTTP/1.1\r\nHost: test\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-
-
-class Reader:
-    """Reads HTTP/1.1 responses (Content-Length framed) off one socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def response(self) -> tuple[int, dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-        length = int(headers["content-length"])
-        while len(self.buf) < length:
-            self._fill()
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return status, headers, body
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        self.buf += chunk
-
-
-def connect(server: Server) -> tuple[socket.socket, Reader]:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    return sock, Reader(sock)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +79,8 @@ def test_answers_without_a_body_and_errors_keep_the_connection_usable(server: Se
 
 
 def test_more_connections_than_threads_are_all_served(server: Server):
-    """Six busy keep-alive connections on a worker with two threads: none starves."""
+    """Six busy keep-alive connections on a worker with two threads: none starves
+    (predictions never take a thread; the loop serves every connection in turn)."""
     answered = [0] * 6
     errors: list[BaseException] = []
     stop = time.monotonic() + 3.0
@@ -147,14 +111,14 @@ def test_more_connections_than_threads_are_all_served(server: Server):
 
 
 def test_idle_connections_go_back_to_the_poller_and_still_work(server: Server):
-    """Connections idle past the thread's short wait hold no thread: with two threads,
-    four idle connections still leave room for a fifth, and all of them work afterwards."""
+    """Idle connections hold nothing a new one needs: with two threads, four idle
+    connections still leave room for a fifth, and all of them work afterwards."""
     conns = [connect(server) for _ in range(4)]
     try:
         for n, (sock, reader) in enumerate(conns):
             sock.sendall(request_bytes(n))
             assert json.loads(reader.response()[2]) == {"echo": n}
-        time.sleep(0.3)  # idle: far past the thread's wait for a next request
+        time.sleep(0.3)  # idle for a while
         sock, reader = connect(server)
         with sock:
             sock.sendall(request_bytes(99))
@@ -169,7 +133,7 @@ def test_idle_connections_go_back_to_the_poller_and_still_work(server: Server):
             sock.close()
 
 
-def test_client_closing_after_a_request_frees_its_thread(server: Server):
+def test_client_closing_after_a_request_frees_its_connection(server: Server):
     for i in range(10):  # more than the worker has threads
         sock, reader = connect(server)
         sock.sendall(request_bytes(i))
