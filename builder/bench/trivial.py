@@ -1,11 +1,13 @@
-"""A trivial Flask endpoint under mkserve's own gunicorn configuration: the HTTP stack's ceiling.
+"""A trivial endpoint under mkserve's own gunicorn configuration: the HTTP stack's ceiling.
 
 `python -m mkserve.builder.bench.trivial` with the same environment as the runtime
 (MKSERVE_MODEL, PORT, ...): the master resolves settings and the worker plan
 exactly as `python -m mkserve.runtime` does and runs gunicorn through the same
-`Runtime` class (same workers, threads, keep-alive, hooks), but each worker
-serves a Flask app that parses the JSON body and answers a fixed JSON object
-instead of loading the model.
+`Runtime` class (same workers, worker class, keep-alive, hooks), but each worker
+answers predictions by parsing the JSON body and returning a fixed JSON object
+instead of running a model. The answer goes the way a real one does: through
+the worker's fast path (`FastPath`), answered at once instead of queued; /ping
+goes through Flask.
 """
 from __future__ import annotations
 
@@ -25,18 +27,37 @@ ANSWER = {"predicted_class": 1, "confidence": 0.357329398393631,
 
 def trivial_app(model_name: str):
     from flask import Flask, Response, request
+    from mkserve.runtime.app import FastPath, request_ids
 
     app = Flask("trivial")
+    answer = json.dumps(ANSWER).encode()
 
     @app.post("/predictions/<model>")
     def predictions(model: str) -> Response:
         json.loads(request.get_data(cache=False))
-        return Response(json.dumps(ANSWER), mimetype="application/json")
+        return Response(answer, mimetype="application/json")
 
     @app.get("/ping")
     def ping() -> Response:
         return Response('{"status": "Healthy"}', mimetype="application/json")
 
+    path = f"/predictions/{model_name}"
+
+    def matches(method: str, target: str, query: str, content_type: str,
+                length: int | None) -> bool:
+        return method == "POST" and target == path and length is not None
+
+    def begin(path: str, raw: bytes, content_type: str, headers: dict[str, str],
+              request_id: str, started: float, on_done: object):
+        json.loads(raw)
+        return 200, [("Content-Type", "application/json"), ("Content-Length", str(len(answer))),
+                     ("X-Request-ID", request_id)], answer
+
+    def unused(*args: object) -> None:
+        raise AssertionError("the trivial endpoint answers at once")
+
+    app.extensions["mkserve.fast_path"] = FastPath(matches, begin, unused, unused,
+                                                   request_ids())
     return app
 
 
