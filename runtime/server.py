@@ -6,11 +6,13 @@ container) and event-loop workers (worker.py), each loading the model after fork
 """
 from __future__ import annotations
 
+import array
 import atexit
 import collections
 import gc
 import logging
 import logging.config
+import mmap
 import os
 import shutil
 import signal
@@ -36,6 +38,9 @@ EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_CONFIG = 2
 EXIT_MODEL = 3  # gunicorn's WORKER_BOOT_ERROR: the arbiter halts with it
+# A worker's entry in the shared connection table while it should get no connections
+# (its model is loading, it drains, or it is not started yet).
+NOT_READY = 1 << 30
 
 
 def _int(value: Any) -> int | None:
@@ -165,6 +170,11 @@ class Runtime(BaseApplication):  # type: ignore[misc]
         self._slot = 0
         self._worker: Any = None
         self._access_writer: _AccessLogWriter | None = None
+        # How many connections each worker slot holds, shared by all workers (worker.py
+        # spreads connections with it): an anonymous shared mapping made before any fork.
+        table = mmap.mmap(-1, 4 * max(1, plan.workers))
+        self.connection_counts = memoryview(table).cast("i")
+        self.connection_counts[:] = array.array("i", [NOT_READY] * max(1, plan.workers))
         super().__init__()
 
     def load_config(self) -> None:

@@ -28,9 +28,13 @@ its buffer, answered in order), idles up to `keepalive` seconds between
 requests, and has `timeout` seconds to finish sending a request it started.
 Connections are spread across workers: all of them wait on the one listening
 socket and the kernel wakes whichever it likes (measured here: one of two
-workers took 48 to 63 of 64 connections while the other idled), so a worker
-holding `threads` connections or more stops accepting for ACCEPT_PAUSE_S and
-leaves new ones to a worker with fewer; a full server still accepts.
+workers took 48 to 63 of 64 connections while the other idled, leaving a core
+unused). Each worker publishes how many connections it holds in a table the
+master shares with all workers (`Runtime.connection_counts`, one slot per
+worker, "not ready" while its model loads or it drains); a worker holding more
+than the least loaded ready worker stops accepting for ACCEPT_PAUSE_S, which
+leaves the new connection to that one. It then accepts one anyway, so a busy
+or stuck peer never keeps a connection waiting longer than that.
 
 On SIGTERM (gunicorn's graceful stop) the worker stops accepting, answers what
 is in flight and what arrives on open connections within STOP_LINGER_S (with
@@ -59,9 +63,10 @@ from gunicorn.workers import base
 from . import __version__
 from .app import Pending, status_line
 from .errors import PayloadTooLarge, ServingError
+from .server import NOT_READY
 
 # How long a worker whose connections fill its threads leaves new ones to the others.
-ACCEPT_PAUSE_S = 0.02
+ACCEPT_PAUSE_S = 0.002
 # On a graceful stop, how long an idle connection may still bring a request.
 STOP_LINGER_S = 2.0
 # After answering with "Connection: close", how long to read and drop what the client
@@ -278,7 +283,12 @@ class EventLoopWorker(base.Worker):
         self.max_field = cfg.limit_request_field_size
         self.max_head = ((self.max_line or 8190) + self.max_fields * ((self.max_field or 8190) + 2)
                          + 4)
-        self.share = max(1, cfg.threads) if cfg.workers > 1 else 0
+        self.service = service
+        counts = getattr(self.app, "connection_counts", None)
+        slot = getattr(self, "mkserve_slot", None)
+        self.counts = counts if cfg.workers > 1 and slot is not None else None
+        self.slot = slot or 0
+        self.forced_accept = False
         address = self.sockets[0].getsockname() if self.sockets else ("", "")
         self.server_address = address if isinstance(address, tuple) else (address, "")
         self.pool = ThreadPoolExecutor(max_workers=max(1, cfg.threads),
@@ -319,9 +329,11 @@ class EventLoopWorker(base.Worker):
                     break
             if now - swept >= 1.0:
                 self.sweep(now)
+                self.publish()  # readiness may have changed
                 swept = now
             if self.accept_paused_until and now >= self.accept_paused_until:
                 self.accept_paused_until = 0.0
+                self.forced_accept = True  # one connection, even if still the busiest
                 self.set_accepting(True)
             self.poll(self.timeout_for(now, 1.0))
         self.stop()
@@ -329,6 +341,8 @@ class EventLoopWorker(base.Worker):
     def stop(self) -> None:
         """Graceful stop: no new connections; finish what is in flight or arrives soon."""
         self.set_accepting(False)
+        self.accept_paused_until = 0.0
+        self.publish()  # NOT_READY: the others stop leaving connections to this one
         now = time.monotonic()
         until = now + self.cfg.graceful_timeout
         linger_until = now + self.stop_linger_s
@@ -392,6 +406,9 @@ class EventLoopWorker(base.Worker):
     # -- connections ------------------------------------------------------
     def accept(self, listener: socket.socket) -> None:
         for _ in range(64):
+            if self.crowded():
+                self.pause_accepting()
+                return
             try:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -409,10 +426,26 @@ class EventLoopWorker(base.Worker):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Conn(sock, addr)
             self.conns.add(conn)
+            self.forced_accept = False
+            self.publish()
             self.set_events(conn, selectors.EVENT_READ)
-            if self.share and len(self.conns) >= self.share:
-                self.pause_accepting()
-                return
+
+    def publish(self) -> None:
+        """Write this worker's connection count (or NOT_READY) to the shared table."""
+        counts = self.counts
+        if counts is not None:
+            service = self.service
+            ready = service is None or service.ready
+            counts[self.slot] = len(self.conns) if ready and self.alive else NOT_READY
+
+    def crowded(self) -> bool:
+        """True if another ready worker holds fewer connections than this one."""
+        counts = self.counts
+        if counts is None or self.forced_accept:
+            return False
+        mine = len(self.conns)
+        slot = self.slot
+        return any(count < mine for i, count in enumerate(counts) if i != slot)
 
     def pause_accepting(self) -> None:
         self.set_accepting(False)
@@ -433,6 +466,7 @@ class EventLoopWorker(base.Worker):
         if conn not in self.conns:
             return
         self.conns.discard(conn)
+        self.publish()
         if conn.events:
             self.selector.unregister(conn.sock)
             conn.events = 0
@@ -444,7 +478,11 @@ class EventLoopWorker(base.Worker):
     def sweep(self, now: float) -> None:
         """Close connections idle past keep-alive, or too slow to send their request."""
         for conn in list(self.conns):
-            if conn.inflight is not None or conn.out:
+            if conn.out:
+                if now - conn.last_active > self.timeout:
+                    self.close(conn)  # the client has not read its answer for `timeout`
+                continue
+            if conn.inflight is not None:
                 continue
             if conn.closing:
                 if now >= conn.closing:
@@ -726,6 +764,8 @@ class EventLoopWorker(base.Worker):
         except OSError:
             self.close(conn)
             return
+        if sent:
+            conn.last_active = time.monotonic()
         if sent < len(data):
             conn.out = data[sent:]
             self.set_events(conn, selectors.EVENT_WRITE)

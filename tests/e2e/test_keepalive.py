@@ -158,21 +158,24 @@ class Handler:
 """
 
 
-def test_connections_are_spread_across_workers(tmp_path: Path):
-    """A storm of 64 connections on 2 workers x 8 threads, as a load balancer or wrk opens
-    them: no worker is left with fewer connections than it has threads. Every worker waits on the one listening
-    socket and the kernel wakes whichever it likes; without the worker's accept pause one
-    of them took 48 to 63 of 64 connections in the benchmark."""
+@pytest.mark.parametrize("storm", [64, 16])
+def test_connections_are_spread_across_workers(tmp_path: Path, storm: int):
+    """A storm of connections on 2 workers, as a load balancer or wrk opens them: each
+    worker gets a fair part of them. Every worker waits on the one listening socket and
+    the kernel wakes whichever it likes; without the shared connection table one of them
+    took 48 to 63 of 64 connections in the benchmark, and all 16 of 16 when the worker
+    simply stopped at its thread count (16 here)."""
     source = plain_model(tmp_path / "m", PID_ECHO)
-    env = {"MKSERVE_WORKERS": "2", "MKSERVE_THREADS": "8", "MKSERVE_BATCH_SIZE": "8"}
+    env = {"MKSERVE_WORKERS": "2", "MKSERVE_THREADS": "16", "MKSERVE_BATCH_SIZE": "8"}
     with Server(source, tmp_path, env=env) as server:
         server.wait_ready()
         deadline = time.monotonic() + 60  # /readyz answers once one worker is ready: wait for both
         while 'ts_model_workers{model_name="plain"} 2.0' not in server.get("/metrics").text:
             assert time.monotonic() < deadline, "the second worker never became ready"
             time.sleep(0.1)
+        time.sleep(1.5)  # both workers have published "ready" in the table (once a second)
         for attempt in range(3):
-            conns = [connect(server) for _ in range(64)]  # handshakes done, not yet accepted
+            conns = [connect(server) for _ in range(storm)]  # handshakes done, not yet accepted
             try:
                 pids: dict[int, int] = {}
                 for sock, reader in conns:
@@ -181,9 +184,8 @@ def test_connections_are_spread_across_workers(tmp_path: Path):
                     assert status == 200, body
                     pid = json.loads(body)["pid"]
                     pids[pid] = pids.get(pid, 0) + 1
-                # Guaranteed: a full worker leaves new connections to one with a free thread,
-                # so each gets at least its 8 threads' worth (on an idle machine about 32).
-                assert len(pids) == 2 and min(pids.values()) >= 8, (attempt, pids)
+                # On an idle machine about half each; a quarter leaves room for a busy one.
+                assert len(pids) == 2 and min(pids.values()) >= storm // 4, (attempt, pids)
             finally:
                 for sock, _ in conns:
                     sock.close()
