@@ -104,13 +104,20 @@ class Batcher:
     on their way back, so the next batch waits for up to k rows, for at most
     `max_delay` after its first row arrived (see _wait_for_company). Rows past
     their deadline are answered by `on_expired` and never reach the model.
+    Once the model has been idle for `idle_after` seconds after some work, the
+    model thread calls `on_idle` (once per idle spell; the worker returns freed
+    memory to the OS there).
     """
 
     def __init__(self, run_batch: Callable[[list[Job]], None], batch_size: int, queue_size: int,
                  on_expired: Callable[[Job], None], on_dropped: Callable[[Job], None],
                  before_start: Callable[[], bool] | None = None,
-                 clock: Callable[[], float] = time.monotonic, max_delay: float = 0.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_delay: float = 0.0,
+                 on_idle: Callable[[], None] | None = None, idle_after: float = 1.0) -> None:
         self._run_batch = run_batch
+        self._on_idle = on_idle
+        self.idle_after = idle_after
+        self._worked = False  # a batch ran since on_idle was last called
         self.max_delay = max_delay
         self.batch_size = batch_size
         self.queue_size = queue_size
@@ -169,7 +176,12 @@ class Batcher:
             with self._cond:
                 self.busy = False
                 while not self._queue and not self._stopping:
-                    self._cond.wait()
+                    if self._worked and self._on_idle is not None:
+                        if not self._cond.wait(self.idle_after) and not self._queue:
+                            self._worked = False
+                            self._on_idle()
+                    else:
+                        self._cond.wait()
                 if not self._queue:
                     return
                 self._wait_for_company()
@@ -183,6 +195,7 @@ class Batcher:
                     self._run_batch(batch)
                 finally:
                     self.running_since = None
+                self._worked = True
                 self._returning = sum(1 for job in batch if job.index == 0)
                 self._finished = self._clock()
                 self._ran_for = self._finished - started

@@ -5,8 +5,9 @@ Entry points: `mkserve bench` (builder/cli_bench.py) and, in a checkout,
 
 For each archive: the model's in-process batched throughput (the physical
 limit), then TorchServe, mkserve (`python -m mkserve.runtime`, as the image
-runs it) and a trivial endpoint under mkserve's gunicorn configuration are
-started one after the other (cold start to the first 200), warmed up, their
+runs it) and two trivial endpoints under mkserve's gunicorn configuration (a
+Flask route, and the predictions fast path with no model: builder/bench/trivial.py)
+are started one after the other (cold start to the first 200), warmed up, their
 PSS summed over each process tree, and driven by wrk at each connection
 count, interleaved server by server so that noise on this shared machine hits
 all of them alike. Everything started is killed at the end, also on errors.
@@ -38,6 +39,7 @@ from .servers import (
     ServerError,
     TorchServe,
     Trivial,
+    TrivialFast,
 )
 
 # Example names work in a checkout of mkserve (examples/, tests/archives.py).
@@ -243,6 +245,8 @@ def bench_target(target: Target, workdir: Path, *, duration: float, warmup: floa
         if "trivial" in kinds:
             wanted.append(("trivial", Trivial(workdir, target.model_name, target.body,
                                               target.archive, mk_env)))
+            wanted.append(("trivial-fast", TrivialFast(workdir, target.model_name, target.body,
+                                                       target.archive, mk_env)))
         for key, server in wanted:
             run = ServerRun(key, server)
             runs.append(run)
@@ -316,6 +320,7 @@ def table_rows(result: dict[str, Any], connections: Sequence[int]) -> list[list[
     label = result["label"]
     kind = result.get("kind")
     ts, mk, triv = runs.get("torchserve"), runs.get("mkserve"), runs.get("trivial")
+    fast = runs.get("trivial-fast")
     best = result.get("inprocess", {}).get("best", {})
     limit, limit_cpu = best.get("rows_per_s"), best.get("cpu_ms_per_row")
     rows: list[list[str]] = []
@@ -330,6 +335,9 @@ def table_rows(result: dict[str, Any], connections: Sequence[int]) -> list[list[
             ceiling.append(f"trivial {_fmt(trivial_rps)} → {_x(m.rps / trivial_rps)}")
             if kind == OVERHEAD_BOUND and conns == top:
                 target.append(f"≥0.8× trivial {_check(m.rps / trivial_rps, 0.8, True)}")
+        if fast and fast.load(conns) and m:
+            fast_rps = fast.load(conns).rps  # type: ignore[union-attr]
+            ceiling.append(f"no-model {_fmt(fast_rps)} → {_x(m.rps / fast_rps)}")
         if limit and m:
             ceiling.append(f"in-proc {_fmt(limit)} → {_x(m.rps / limit)}")
             if kind == COMPUTE_BOUND and conns == top:
@@ -362,6 +370,8 @@ def table_rows(result: dict[str, Any], connections: Sequence[int]) -> list[list[
         note = []
         if triv and _cpu(triv, conns):
             note.append(f"trivial {_cpu(triv, conns):.3f}")
+        if fast and _cpu(fast, conns):
+            note.append(f"no-model {_cpu(fast, conns):.3f}")
         if limit_cpu and m_cpu:
             note.append(f"in-proc {limit_cpu:.3f}/row → efficiency {_x(limit_cpu / m_cpu)}")
         rows.append([label, f"c={conns} server CPU ms/req", _fmt(t_cpu, 3), _fmt(m_cpu, 3),

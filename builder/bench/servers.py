@@ -136,9 +136,22 @@ class Trivial(Mkserve):
     """mkserve.builder.bench.trivial: the same gunicorn configuration, a do-nothing Flask endpoint."""
 
     label = "trivial"
+    variant = "flask"
+
+    def __init__(self, workdir: Path, model_name: str, body: bytes, archive: Path,
+                 env: dict[str, str]) -> None:
+        super().__init__(workdir, model_name, body, archive,
+                         {**env, "MKSERVE_BENCH_TRIVIAL": self.variant}, label=self.label)
 
     def module(self) -> str:
         return "mkserve.builder.bench.trivial"
+
+
+class TrivialFast(Trivial):
+    """The same, answered through the predictions fast path: mkserve's HTTP stack alone."""
+
+    label = "trivial-fast"
+    variant = "fast"
 
 
 class TorchServe(Server):

@@ -5,9 +5,13 @@
 exactly as `python -m mkserve.runtime` does and runs gunicorn through the same
 `Runtime` class (same workers, worker class, keep-alive, hooks), but each worker
 answers predictions by parsing the JSON body and returning a fixed JSON object
-instead of running a model. The answer goes the way a real one does: through
-the worker's fast path (`FastPath`), answered at once instead of queued; /ping
-goes through Flask.
+instead of running a model, in one of two ways (MKSERVE_BENCH_TRIVIAL):
+
+- `flask` (the default): a Flask route, as performance.md's reference figure was
+  measured ("a trivial Flask endpoint under gunicorn"); in mkserve's worker it
+  runs in the request thread pool, like every route but the predictions.
+- `fast`: through the worker's predictions fast path (`FastPath`), answered at
+  once instead of queued for a model: the ceiling of mkserve's HTTP stack itself.
 """
 from __future__ import annotations
 
@@ -56,8 +60,9 @@ def trivial_app(model_name: str):
     def unused(*args: object) -> None:
         raise AssertionError("the trivial endpoint answers at once")
 
-    app.extensions["mkserve.fast_path"] = FastPath(matches, begin, unused, unused,
-                                                   request_ids())
+    if os.environ.get("MKSERVE_BENCH_TRIVIAL", "flask") == "fast":
+        app.extensions["mkserve.fast_path"] = FastPath(matches, begin, unused, unused,
+                                                       request_ids())
     return app
 
 

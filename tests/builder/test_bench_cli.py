@@ -58,10 +58,12 @@ def test_bench_an_archive_mkserve_and_trivial(tmp_path: Path):
                      "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert float(table_row(result.stdout, "c=2 req/s")[3].replace(",", "")) > 0
-    assert "trivial" in table_row(result.stdout, "c=2 req/s")[5]
+    ceilings = table_row(result.stdout, "c=2 req/s")[5]
+    assert "trivial" in ceilings and "no-model" in ceilings  # the Flask route and the fast path
     figures = json.loads(out.read_text())
     servers = figures["results"][0]["servers"]
-    assert set(servers) == {"mkserve", "trivial"}
+    assert set(servers) == {"mkserve", "trivial", "trivial-fast"}
+    assert servers["trivial-fast"]["loads"]["2"][0]["non_2xx"] == 0
     mk = servers["mkserve"]
     assert mk["cold_start_s"] > 0 and mk["pss_mb"] > 50
     assert mk["loads"]["2"][0]["non_2xx"] == 0

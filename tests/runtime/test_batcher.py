@@ -229,3 +229,33 @@ def test_a_lone_client_an_idle_model_or_a_fast_one_never_waits_for_company():
     _wave(batcher, run, 4)
     assert _one(batcher, run) < 0.05
     batcher.stop(1)
+
+
+def test_on_idle_runs_once_per_idle_spell_after_work_and_never_while_busy():
+    calls: list[float] = []
+    run = Recorder()
+    batcher = Batcher(run, batch_size=4, queue_size=100, on_expired=expired, on_dropped=dropped,
+                      on_idle=lambda: calls.append(time.monotonic()), idle_after=0.1)
+    batcher.start()
+    time.sleep(0.3)
+    assert calls == []  # no work yet: nothing to give back
+    for _ in range(5):  # requests closer together than idle_after: no call in between
+        group, jobs = make_jobs(1)
+        assert batcher.submit(jobs, 1) and group.wait(2)
+        time.sleep(0.02)
+    assert calls == []
+    last = time.monotonic()
+    time.sleep(0.4)
+    assert len(calls) == 1 and calls[0] - last >= 0.08  # once, after idling, not again
+    group, jobs = make_jobs(1)
+    assert batcher.submit(jobs, 1) and group.wait(2)
+    time.sleep(0.3)
+    assert len(calls) == 2
+    batcher.stop(1)
+
+
+def test_release_memory_runs_where_glibc_has_malloc_trim():
+    from mkserve.runtime import service
+
+    service.release_memory()  # glibc here: a real malloc_trim(0), which must not raise
+    assert service._trim is not None
