@@ -131,6 +131,12 @@ class FastPath(NamedTuple):
     new_request_id: Callable[[], str]
 
 
+def outcome_status(outcomes: list[Outcome]) -> int:
+    """The status a prediction is counted with: its first failing row's, else the first row's."""
+    first_error = next((o.error for o in outcomes if o.error is not None), None)
+    return first_error.status if first_error is not None else outcomes[0].status
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(dumps(body), status=status, headers=headers, mimetype=JSON)
 
@@ -206,8 +212,7 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
         status = 500
         try:
             outcomes = service.predict(rows, headers, request_id)
-            first_error = next((o.error for o in outcomes if o.error is not None), None)
-            status = first_error.status if first_error is not None else outcomes[0].status
+            status = outcome_status(outcomes)
             return outcomes
         except ServingError as exc:
             status = exc.status
@@ -304,22 +309,16 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
                     metrics.request_finished(exc.status, (time.perf_counter() - started) * 1e3)
                 raise
             return Pending(path, request_id, started, is_batch, group, jobs, deadline)
-        except ServingError as error:
-            response = error_response(error)
-        except Exception as error:  # the same answer as _unexpected below
-            log.exception("unexpected error answering POST %s", path)
-            response = error_response(ServingError(f"internal error: {type(error).__name__}"))
-        finish(response, "POST", path, "predictions", request_id, started)
-        return response
+        except Exception as error:  # noqa: BLE001 - failed() answers it as Flask would
+            return failed(error, path, request_id, started)
 
     def complete(pending: Pending) -> Answer:
         """The answer of a Pending whose rows all have outcomes."""
         outcomes: list[Outcome] = pending.group.outcomes  # type: ignore[assignment]
         path, request_id, started = pending.path, pending.request_id, pending.started
         if metrics is not None:
-            first_error = next((o.error for o in outcomes if o.error is not None), None)
-            status = first_error.status if first_error is not None else outcomes[0].status
-            metrics.request_finished(status, (time.perf_counter() - started) * 1e3)
+            metrics.request_finished(outcome_status(outcomes),
+                                     (time.perf_counter() - started) * 1e3)
         try:
             status, body, body_type, headers = answer(outcomes, pending.is_batch)
             wsgi_headers = plain_wsgi_headers(status, body, body_type, headers, request_id)
@@ -327,11 +326,17 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
                 finish_plain(status, path, request_id, started)
                 return status, wsgi_headers, body
             response = Response(body, status=status, headers=headers, content_type=body_type)
-        except ServingError as error:
-            response = error_response(error)
-        except Exception as error:  # the same answer as _unexpected below
-            log.exception("unexpected error answering POST %s", path)
-            response = error_response(ServingError(f"internal error: {type(error).__name__}"))
+        except Exception as error:  # noqa: BLE001 - failed() answers it as Flask would
+            return failed(error, path, request_id, started)
+        finish(response, "POST", path, "predictions", request_id, started)
+        return response
+
+    def failed(error: Exception, path: str, request_id: str, started: float) -> Response:
+        """The finished error answer of a fast-path prediction (as Flask's handlers make it)."""
+        if not isinstance(error, ServingError):  # the same answer as _unexpected below
+            log.exception("unexpected error answering POST %s", path, exc_info=error)
+            error = ServingError(f"internal error: {type(error).__name__}")
+        response = error_response(error)
         finish(response, "POST", path, "predictions", request_id, started)
         return response
 

@@ -17,20 +17,32 @@ class JsonFormatter(logging.Formatter):
         self.static = static or {}
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                    + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        extra = {key: value for key, value in record.__dict__.items()
+                 if key not in _STANDARD and not key.startswith("_")}
+        exception = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelname.lower(), record.name,
+                         record.getMessage(), extra, exception)
+
+    def line(self, created: float, level: str, logger: str, message: str,
+             extra: dict[str, Any], exception: str | None = None) -> str:
+        """The JSON line of a record with these fields (what `format` writes)."""
+        entry: dict[str, Any] = {"time": self._time(created), "level": level,
+                                 "logger": logger, "message": message}
         entry.update(self.static)
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        entry.update(extra)
+        if exception:
+            entry["exception"] = exception
         return json.dumps(entry, default=str)
+
+    _second: tuple[int, str] = (-1, "")
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        cached = self._second
+        if cached[0] != second:  # strftime once per second, not once per line
+            cached = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                           time.gmtime(second)))
+        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class TextFormatter(logging.Formatter):

@@ -28,7 +28,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from . import __version__
 from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_workers
-from .logs import logging_config
+from .logs import JsonFormatter, logging_config
 from .settings import RuntimeSettings, SettingsError, resolve
 from .source import ModelSource, SourceError, open_source
 
@@ -83,6 +83,10 @@ class _AccessLogWriter(logging.Handler):
         self._handlers = handlers
         self._interval = interval
         self._closing = threading.Event()
+        # Access lines skip the LogRecord when every handler writes JSON to a stream as is.
+        self._fast = bool(handlers) and all(
+            type(h) is logging.StreamHandler and h.level <= logging.INFO
+            and self._json_line(h, (0, "", (), {})) is not None for h in handlers)
         self._thread = threading.Thread(target=self._run, name="mkserve-access-log",
                                         daemon=True)
         self._thread.start()
@@ -103,6 +107,17 @@ class _AccessLogWriter(logging.Handler):
             self._write()
         self._write()
 
+    def _json_line(self, handler: logging.Handler, item: Any) -> str | None:
+        """An access line formatted straight from its fields, or None where only a real
+        LogRecord gives the same line (another formatter, filters, a handler above INFO)."""
+        formatter = handler.formatter
+        if (type(item) is not tuple or type(formatter) is not JsonFormatter
+                or handler.filters or self._logger.filters):
+            return None
+        created_ns, msg, args, extra = item
+        return formatter.line(created_ns / 1e9, "info", self._logger.name, msg % args,
+                              extra) + handler.terminator  # type: ignore[attr-defined]
+
     def _record(self, item: Any) -> logging.LogRecord | None:
         if isinstance(item, logging.LogRecord):
             return item
@@ -117,7 +132,12 @@ class _AccessLogWriter(logging.Handler):
         pending = self._pending
         batches: dict[logging.StreamHandler[Any], list[str]] = {}
         while pending:
-            record = self._record(pending.popleft())
+            item = pending.popleft()
+            if type(item) is tuple and self._fast:
+                for handler in self._handlers:
+                    batches.setdefault(handler, []).append(self._json_line(handler, item))
+                continue
+            record = self._record(item)
             if record is None:
                 continue
             for handler in self._handlers:
