@@ -80,6 +80,7 @@ SERVER = f"mkserve/{__version__}"
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 VERSIONS = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0)}
 BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 class HttpError(ServingError):
@@ -189,7 +190,7 @@ def parse_head(head: str, max_line: int, max_fields: int, max_field: int) -> Req
 class Conn:
     """A client connection and where its current request is."""
 
-    __slots__ = ("addr", "buf", "chunk_at", "chunks", "closing", "continued", "eof", "events",
+    __slots__ = ("addr", "buf", "chunk_at", "chunked_size", "chunks", "closing", "continued", "eof", "events",
                  "inflight", "last_active", "out", "request", "scanned", "sock", "started")
 
     def __init__(self, sock: socket.socket, addr: Any) -> None:
@@ -200,6 +201,7 @@ class Conn:
         self.request: Request | None = None  # head parsed, body still arriving
         self.chunk_at = 0  # chunked body: where the next chunk starts in buf
         self.chunks: list[bytes] = []
+        self.chunked_size = 0
         self.continued = False  # 100 Continue sent
         self.inflight: Any = None  # the request being answered (Pending, Future or True)
         self.out = b""  # answer bytes the socket did not take yet
@@ -565,6 +567,7 @@ class EventLoopWorker(base.Worker):
         conn.request = request
         conn.chunk_at = 0
         conn.chunks = []
+        conn.chunked_size = 0
         return request
 
     def read_body(self, conn: Conn, request: Request) -> bool:
@@ -584,6 +587,10 @@ class EventLoopWorker(base.Worker):
         return True
 
     def read_chunks(self, conn: Conn, request: Request) -> bool:
+        """True once a chunked body is complete (in `request.body`, out of the buffer).
+
+        Resumes where the last call stopped (`conn.chunk_at`); the body so far counts
+        against the limit, and so does the framing (many tiny chunks)."""
         buf = conn.buf
         at = conn.chunk_at
         while True:
@@ -592,36 +599,30 @@ class EventLoopWorker(base.Worker):
                 if len(buf) - at > 1024:
                     raise http_error(400, "malformed chunk size line")
                 return False
-            size_text = buf[at:end].split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise http_error(400, "malformed chunk size") from None
-            if size < 0 or not size_text.isalnum():
+            size_text = bytes(buf[at:end]).split(b";", 1)[0].strip(b" \t")
+            if not HEX.fullmatch(size_text):
                 raise http_error(400, "malformed chunk size")
-            if size == 0:
-                trailer_end = buf.find(b"\r\n\r\n", end)
-                if buf[end:end + 4] == b"\r\n\r\n":
-                    trailer_end = end
+            size = int(size_text, 16)
+            if size == 0:  # the last chunk, then optional trailer fields, then a blank line
+                trailer_end = end if buf[end:end + 4] == b"\r\n\r\n" else buf.find(
+                    b"\r\n\r\n", end)
                 if trailer_end < 0:
                     return False
                 request.body = b"".join(conn.chunks)
                 conn.chunks = []
                 del buf[:trailer_end + 4]
                 return True
+            if conn.chunked_size + size > self.max_body or len(buf) > 4 * self.max_body + 65536:
+                raise http_error(413, f"request body is larger than the limit of "
+                                      f"{self.max_body} bytes (MKSERVE_MAX_REQUEST_SIZE)")
             start = end + 2
             if len(buf) < start + size + 2:
                 conn.chunk_at = at
-                if sum(map(len, conn.chunks)) + size > self.max_body:
-                    raise http_error(413, f"request body is larger than the limit of "
-                                          f"{self.max_body} bytes (MKSERVE_MAX_REQUEST_SIZE)")
                 return False
             if buf[start + size:start + size + 2] != b"\r\n":
                 raise http_error(400, "malformed chunk")
             conn.chunks.append(bytes(buf[start:start + size]))
-            if sum(map(len, conn.chunks)) > self.max_body:
-                raise http_error(413, f"request body is larger than the limit of "
-                                      f"{self.max_body} bytes (MKSERVE_MAX_REQUEST_SIZE)")
+            conn.chunked_size += size
             at = conn.chunk_at = start + size + 2
 
     def send_continue(self, conn: Conn, request: Request) -> None:

@@ -156,6 +156,8 @@ def test_connection_close_is_honoured(server: Server):
      "NotImplementedException"),
     (b"POST /predictions/plain HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
      "BadRequestException"),
+    (b"POST /predictions/plain HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n", 400,
+     "BadRequestException"),
     (b"POST /predictions/plain HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (LIMIT + 1), 413,
      "RequestEntityTooLargeException"),
 ])
@@ -172,6 +174,19 @@ def test_malformed_requests_get_a_json_error_and_a_closed_connection(server: Ser
         assert headers["connection"] == "close"
         assert closed_after(sock, reader)
     still_serving(server)
+
+
+def test_a_body_in_one_byte_chunks_is_read_whole(server: Server):
+    body = json.dumps({"i": 9}).encode()
+    sock, reader = connect(server)
+    with sock:
+        sock.sendall(b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for byte in body:
+            sock.sendall(b"1\r\n%c\r\n" % byte)
+        sock.sendall(b"0\r\nX-Trailer: ignored\r\n\r\n")
+        status, _, answer = reader.response()
+        assert status == 200 and json.loads(answer) == {"echo": {"i": 9}}
 
 
 def test_chunked_body_over_the_limit_is_413(server: Server):
