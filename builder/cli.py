@@ -41,7 +41,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
     workers: int | None = typer.Option(None, help="Worker processes (default: from CPUs/GPUs)."),
-    threads: int | None = typer.Option(None, help="Request threads per worker."),
+    threads: int | None = typer.Option(None, help="Threads per worker for routes other than plain predictions."),
     batch_size: int | None = typer.Option(None, help="Largest batch (batchSize)."),
     max_batch_delay: float | None = typer.Option(
         None, help="Most a request waits for company while the model is busy, ms (maxBatchDelay)."),

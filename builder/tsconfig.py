@@ -42,8 +42,7 @@ IGNORED: dict[str, str] = {
     "enable_grpc_ssl": "mkserve serves HTTP only",
     "model_store": "the image holds exactly one model, at /opt/mkserve/model",
     "load_models": "the image serves the model it was built with",
-    "number_of_netty_threads": "no Java frontend; request threads are MKSERVE_THREADS "
-                               "(sized from the batch size)",
+    "number_of_netty_threads": "no Java frontend; each worker's event loop does the HTTP",
     "netty_client_threads": "no Java frontend",
     "async_logging": "logs are JSON lines on stdout/stderr, written as they happen",
     "vmargs": "no JVM in the image",

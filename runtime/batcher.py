@@ -1,4 +1,4 @@
-"""A thread-based micro-batcher: request threads submit rows, one model thread runs batches."""
+"""A thread-based micro-batcher: other threads submit rows, one model thread runs batches."""
 from __future__ import annotations
 
 import collections
@@ -89,7 +89,8 @@ class Job:
 
 
 class Batcher:
-    """Collects rows from request threads into batches for one model thread.
+    """Collects rows from other threads (the event loop, request threads) into batches
+    for one model thread.
 
     Lifecycle: `start()` launches the model thread, which first runs
     `before_start` (the model load, so that CUDA is initialised in the thread

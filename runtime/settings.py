@@ -93,7 +93,8 @@ SETTINGS: tuple[Setting, ...] = (
             "gunicorn worker processes; 0 = one per GPU, or sized from the CPU quota.",
             model_config="minWorkers"),
     Setting("threads", "MKSERVE_THREADS", _non_negative(int), 0,
-            "Request threads per worker; 0 = max(batch size, 8)."),
+            "Threads per worker for the routes other than plain predictions (probes, "
+            "metrics, KServe, forms); 0 = max(batch size, 8)."),
     Setting("intra_op_threads", "MKSERVE_INTRA_OP_THREADS", _non_negative(int), 0,
             "torch intra-op threads per worker; 0 = available cores / workers."),
     Setting("batch_size", "MKSERVE_BATCH_SIZE", _positive(int), 1,
