@@ -95,10 +95,6 @@ class HttpError(ServingError):
         self.type_name = self.TYPES[status]
 
 
-def http_error(status: int, message: str) -> HttpError:
-    return HttpError(status, message)
-
-
 class Request:
     """One parsed request head and, once read, its body."""
 
@@ -129,34 +125,34 @@ def parse_head(head: str, max_line: int, max_fields: int, max_field: int) -> Req
     lines = head.split("\r\n")
     line = lines[0]
     if max_line and len(line) > max_line:
-        raise http_error(414, f"request line is longer than {max_line} bytes")
+        raise HttpError(414, f"request line is longer than {max_line} bytes")
     parts = line.split(" ")
     if len(parts) != 3 or not TOKEN.match(parts[0]):
-        raise http_error(400, "malformed request line")
+        raise HttpError(400, "malformed request line")
     method, target, version_text = parts
     version = VERSIONS.get(version_text)
     if version is None:
         if re.fullmatch(r"HTTP/\d\.\d", version_text):
-            raise http_error(505, f"{version_text} is not supported; use HTTP/1.1")
-        raise http_error(400, "malformed request line")
+            raise HttpError(505, f"{version_text} is not supported; use HTTP/1.1")
+        raise HttpError(400, "malformed request line")
     if len(lines) - 1 > max_fields:
-        raise http_error(431, f"more than {max_fields} header fields")
+        raise HttpError(431, f"more than {max_fields} header fields")
     headers: dict[str, str] = {}
     for field in lines[1:]:
         if max_field and len(field) > max_field:
-            raise http_error(431, f"a header field is longer than {max_field} bytes")
+            raise HttpError(431, f"a header field is longer than {max_field} bytes")
         name, colon, value = field.partition(":")
         if not colon or not TOKEN.match(name):
-            raise http_error(400, f"malformed header field {field[:64]!r}")
+            raise HttpError(400, f"malformed header field {field[:64]!r}")
         value = value.strip(" \t")
         if BAD_VALUE.search(value):
-            raise http_error(400, f"invalid character in header {name}")
+            raise HttpError(400, f"invalid character in header {name}")
         if "_" in name:
             continue  # as gunicorn: it would be confused with a dash in the WSGI environ
         key = name.title()
         if key in headers:
             if key in ("Content-Length", "Host") and headers[key] != value:
-                raise http_error(400, f"conflicting {key} headers")
+                raise HttpError(400, f"conflicting {key} headers")
             if key != "Content-Length":
                 headers[key] = f"{headers[key]},{value}"
         else:
@@ -165,7 +161,7 @@ def parse_head(head: str, max_line: int, max_fields: int, max_field: int) -> Req
         slash = target.find("/", target.find("//") + 2)
         target = target[slash:] if slash > 0 else "/"
     if not target.startswith("/") and not (target == "*" and method == "OPTIONS"):
-        raise http_error(400, "malformed request target")
+        raise HttpError(400, "malformed request target")
     path, _, query = target.partition("?")
     path, _, _ = path.partition("#")
     if "%" in path:
@@ -175,14 +171,14 @@ def parse_head(head: str, max_line: int, max_fields: int, max_field: int) -> Req
     length = headers.get("Content-Length")
     if encoding is not None:
         if length is not None:
-            raise http_error(400, "both Transfer-Encoding and Content-Length")
+            raise HttpError(400, "both Transfer-Encoding and Content-Length")
         if encoding.lower() != "chunked" or version < (1, 1):
-            raise http_error(501, f"Transfer-Encoding {encoding!r} is not supported; "
+            raise HttpError(501, f"Transfer-Encoding {encoding!r} is not supported; "
                              "send chunked or a Content-Length")
         request.chunked = True
     elif length is not None:
         if not (length.isascii() and length.isdigit()):
-            raise http_error(400, "malformed Content-Length")
+            raise HttpError(400, "malformed Content-Length")
         request.length = int(length)
     return request
 
@@ -551,19 +547,18 @@ class EventLoopWorker(base.Worker):
         if end < 0:
             conn.scanned = len(buf)
             if len(buf) > self.max_head:
-                raise http_error(431, "request head is too large")
+                raise HttpError(431, "request head is too large")
             newline = buf.find(b"\r\n")
             if self.max_line and (newline > self.max_line or
                                   newline < 0 and len(buf) > self.max_line):
-                raise http_error(414, f"request line is longer than {self.max_line} bytes")
+                raise HttpError(414, f"request line is longer than {self.max_line} bytes")
             return None
         conn.scanned = 0
         request = parse_head(buf[:end].decode("latin-1"), self.max_line, self.max_fields,
                              self.max_field)
         del buf[:end + 4]
         if request.length is not None and request.length > self.max_body:
-            raise http_error(413, f"request body is larger than the limit of "
-                                  f"{self.max_body} bytes (MKSERVE_MAX_REQUEST_SIZE)")
+            raise self.too_large()
         conn.request = request
         conn.chunk_at = 0
         conn.chunks = []
@@ -597,11 +592,11 @@ class EventLoopWorker(base.Worker):
             end = buf.find(b"\r\n", at)
             if end < 0:
                 if len(buf) - at > 1024:
-                    raise http_error(400, "malformed chunk size line")
+                    raise HttpError(400, "malformed chunk size line")
                 return False
             size_text = bytes(buf[at:end]).split(b";", 1)[0].strip(b" \t")
             if not HEX.fullmatch(size_text):
-                raise http_error(400, "malformed chunk size")
+                raise HttpError(400, "malformed chunk size")
             size = int(size_text, 16)
             if size == 0:  # the last chunk, then optional trailer fields, then a blank line
                 trailer_end = end if buf[end:end + 4] == b"\r\n\r\n" else buf.find(
@@ -613,17 +608,20 @@ class EventLoopWorker(base.Worker):
                 del buf[:trailer_end + 4]
                 return True
             if conn.chunked_size + size > self.max_body or len(buf) > 4 * self.max_body + 65536:
-                raise http_error(413, f"request body is larger than the limit of "
-                                      f"{self.max_body} bytes (MKSERVE_MAX_REQUEST_SIZE)")
+                raise self.too_large()
             start = end + 2
             if len(buf) < start + size + 2:
                 conn.chunk_at = at
                 return False
             if buf[start + size:start + size + 2] != b"\r\n":
-                raise http_error(400, "malformed chunk")
+                raise HttpError(400, "malformed chunk")
             conn.chunks.append(bytes(buf[start:start + size]))
             conn.chunked_size += size
             at = conn.chunk_at = start + size + 2
+
+    def too_large(self) -> HttpError:
+        return HttpError(413, f"request body is larger than the limit of {self.max_body} "
+                              "bytes (MKSERVE_MAX_REQUEST_SIZE)")
 
     def send_continue(self, conn: Conn, request: Request) -> None:
         if (not conn.continued and request.version >= (1, 1)
