@@ -119,6 +119,7 @@ class ModelService:
         self.reason = "model is loading"
         self._on_load_failed = on_load_failed
         self._on_stuck = on_stuck
+        self.on_ready: Callable[[], None] | None = None  # called by the model thread once ready
         self._handle: Callable[[list[Any], Any], Any] | None = None
         self._context: Any = None
         self.batcher = Batcher(self._run_batch, settings.batch_size, settings.queue_size,
@@ -211,6 +212,8 @@ class ModelService:
         self.state = READY
         self.reason = "ready"
         log.info("model %s %s ready in %.2fs", self.model_name, self.model_version, elapsed)
+        if self.on_ready is not None:
+            self.on_ready()
         return True
 
     def _warmup(self) -> None:

@@ -34,7 +34,9 @@ master shares with all workers (`Runtime.connection_counts`, one slot per
 worker, "not ready" while its model loads or it drains); a worker holding more
 than the least loaded ready worker stops accepting for ACCEPT_PAUSE_S, which
 leaves the new connection to that one. It then accepts one anyway, so a busy
-or stuck peer never keeps a connection waiting longer than that.
+or stuck peer never keeps a connection waiting longer than that. A worker
+whose model is still loading (a replacement, or the slower of two at start)
+accepts nothing while another worker is ready: it could only answer 503.
 
 On SIGTERM (gunicorn's graceful stop) the worker stops accepting, answers what
 is in flight and what arrives on open connections within STOP_LINGER_S (with
@@ -287,6 +289,9 @@ class EventLoopWorker(base.Worker):
         self.counts = counts if cfg.workers > 1 and slot is not None else None
         self.slot = slot or 0
         self.forced_accept = False
+        self.published_ready = False
+        if service is not None:
+            service.on_ready = self.wake  # the loop publishes "ready" at once (see poll)
         address = self.sockets[0].getsockname() if self.sockets else ("", "")
         self.server_address = address if isinstance(address, tuple) else (address, "")
         self.pool = ThreadPoolExecutor(max_workers=max(1, cfg.threads),
@@ -384,6 +389,9 @@ class EventLoopWorker(base.Worker):
         self.send_done()
         if self.next_deadline_check <= time.monotonic():
             self.expire_overdue()
+        if not self.published_ready and self.ready():
+            self.published_ready = True
+            self.publish()
 
     def wake(self) -> None:
         """Called from any thread: make the loop look at `done` soon."""
@@ -428,21 +436,28 @@ class EventLoopWorker(base.Worker):
             self.publish()
             self.set_events(conn, selectors.EVENT_READ)
 
+    def ready(self) -> bool:
+        service = self.service
+        return self.alive and (service is None or service.ready)
+
     def publish(self) -> None:
         """Write this worker's connection count (or NOT_READY) to the shared table."""
-        counts = self.counts
-        if counts is not None:
-            service = self.service
-            ready = service is None or service.ready
-            counts[self.slot] = len(self.conns) if ready and self.alive else NOT_READY
+        if self.counts is not None:
+            self.counts[self.slot] = len(self.conns) if self.ready() else NOT_READY
 
     def crowded(self) -> bool:
-        """True if another ready worker holds fewer connections than this one."""
+        """True if a new connection should be left to another worker: one that is ready
+        while this one is not (its model loads: it would answer 503), or a ready one
+        holding fewer connections (unless this worker paused for it already)."""
         counts = self.counts
-        if counts is None or self.forced_accept:
+        if counts is None:
+            return False
+        slot = self.slot
+        if not self.ready():
+            return any(count < NOT_READY for i, count in enumerate(counts) if i != slot)
+        if self.forced_accept:
             return False
         mine = len(self.conns)
-        slot = self.slot
         return any(count < mine for i, count in enumerate(counts) if i != slot)
 
     def pause_accepting(self) -> None:

@@ -190,3 +190,55 @@ def test_connections_are_spread_across_workers(tmp_path: Path, storm: int):
                 for sock, _ in conns:
                     sock.close()
             time.sleep(0.3)  # the server sees the connections close
+
+
+SLOW_SECOND = """
+import os
+import time
+
+
+class Handler:
+    def initialize(self, context):
+        try:  # the first worker to get here loads at once, the other takes 8 s
+            os.close(os.open(os.environ["MARKER"], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            time.sleep(8)
+
+    def handle(self, data, context):
+        return [{"pid": os.getpid()} for row in data]
+"""
+
+
+def test_a_loading_worker_leaves_new_connections_to_a_ready_one(tmp_path: Path):
+    """While one of two workers still loads its model, every new connection goes to the
+    ready one (the loading one could only answer 503 "model is loading")."""
+    source = plain_model(tmp_path / "m", SLOW_SECOND)
+    env = {"MKSERVE_WORKERS": "2", "MARKER": str(tmp_path / "first")}
+    with Server(source, tmp_path, env=env) as server:
+        server.wait_ready()
+        statuses, pids = [], set()
+        for i in range(40):  # a fresh connection each, over ~4 s of the other's load
+            sock, reader = connect(server)
+            with sock:
+                sock.sendall(request_bytes(i))
+                status, _, body = reader.response()
+            statuses.append(status)
+            if status == 200:
+                pids.add(json.loads(body)["pid"])
+            time.sleep(0.1)
+        assert statuses == [200] * 40, statuses
+        assert len(pids) == 1
+        # Once loaded, the second worker gets connections again.
+        deadline = time.monotonic() + 30
+        while 'ts_model_workers{model_name="plain"} 2.0' not in server.get("/metrics").text:
+            assert time.monotonic() < deadline, "the second worker never became ready"
+            time.sleep(0.2)
+        time.sleep(1.5)
+        for i in range(40):
+            sock, reader = connect(server)
+            with sock:
+                sock.sendall(request_bytes(i))
+                pids.add(json.loads(reader.response()[2])["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
