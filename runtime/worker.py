@@ -25,7 +25,8 @@ second than TorchServe with its model.
 
 A connection has one request in flight at a time (pipelined requests wait in
 its buffer, answered in order), idles up to `keepalive` seconds between
-requests, and has `timeout` seconds to finish sending a request it started.
+requests, and is closed when a request it started (or an answer it is
+reading) makes no progress for `timeout` seconds.
 Connections are spread across workers: all of them wait on the one listening
 socket and the kernel wakes whichever it likes (measured here: one of two
 workers took 48 to 63 of 64 connections while the other idled, leaving a core
@@ -188,8 +189,8 @@ def parse_head(head: str, max_line: int, max_fields: int, max_field: int) -> Req
 class Conn:
     """A client connection and where its current request is."""
 
-    __slots__ = ("addr", "buf", "chunk_at", "chunked_size", "chunks", "closing", "continued", "eof", "events",
-                 "inflight", "last_active", "out", "request", "scanned", "sock", "started")
+    __slots__ = ("addr", "buf", "chunk_at", "chunked_size", "chunks", "closing", "continued",
+                 "eof", "events", "inflight", "last_active", "out", "request", "scanned", "sock")
 
     def __init__(self, sock: socket.socket, addr: Any) -> None:
         self.sock = sock
@@ -207,7 +208,6 @@ class Conn:
         self.eof = False
         self.closing = 0.0  # answered with Connection: close: drop input until then
         self.last_active = time.monotonic()
-        self.started = 0.0  # when the first bytes of the current request came
 
 
 _date_cache: tuple[int, str] = (0, "")
@@ -526,8 +526,6 @@ class EventLoopWorker(base.Worker):
                 self.set_events(conn, selectors.EVENT_WRITE if conn.out else 0)
             return
         conn.last_active = time.monotonic()
-        if not conn.buf and conn.request is None:
-            conn.started = conn.last_active
         conn.buf += data
         if conn.inflight is not None or conn.out:
             if len(conn.buf) > MAX_BUFFERED:
@@ -736,7 +734,6 @@ class EventLoopWorker(base.Worker):
         if not conn.eof:
             self.set_events(conn, selectors.EVENT_READ)
         if conn.buf:
-            conn.started = time.monotonic()
             self.next_request(conn)
         if conn.eof and conn.inflight is None and not conn.out:
             self.close(conn)  # the client has said all it will say
