@@ -29,6 +29,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from . import __version__
 from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_workers
 from .logs import JsonFormatter, logging_config
+from .memory import tune_allocator
 from .settings import RuntimeSettings, SettingsError, resolve
 from .source import ModelSource, SourceError, open_source
 
@@ -385,6 +386,9 @@ def prepare(env: dict[str, str] | None = None) -> tuple[RuntimeSettings, ModelSo
 
 def main() -> int:
     """Entry point of `python -m mkserve.runtime`; returns the process exit code."""
+    # Before any thread exists: every thread of the master and of the workers then
+    # allocates from the one tuned heap (memory.py).
+    tuned = tune_allocator()
     fmt = os.environ.get("MKSERVE_LOG_FORMAT", "json")
     level = os.environ.get("MKSERVE_LOG_LEVEL", "info")
     try:
@@ -411,6 +415,8 @@ def main() -> int:
     gc.freeze()
 
     log.info("mkserve %s starting: model %s from %s", __version__, source.name, source.origin)
+    if tuned:
+        log.debug("malloc tuned: %s", ", ".join(tuned))
     try:
         Runtime(settings, source, plan).run()
     except HaltServer as exc:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import re
@@ -24,6 +23,7 @@ from .errors import (
     ServiceUnavailable,
     ServingError,
 )
+from .memory import release_memory
 from .settings import RuntimeSettings
 from .source import ModelSource
 
@@ -62,28 +62,6 @@ def classify(exc: BaseException) -> ServingError:
     if isinstance(exc, INPUT_ERRORS) or (isinstance(exc, RuntimeError) and SHAPE_ERROR.search(text)):
         return BadRequest(f"bad input: {name}: {text}")
     return HandlerFailed(f"handler error: {name}: {text}", status=500)
-
-
-def _malloc_trim() -> Callable[[], Any] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; musl and others have none
-    except (OSError, AttributeError):
-        return None
-
-
-_trim = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Give the C heap's free pages back to the OS (glibc's malloc_trim, under a ms).
-
-    After a burst, torch's freed activations stay in glibc's arenas: measured on the
-    transformer example, 60 MB per worker after its first batches, 19 MB of it free.
-    Called by the model thread once it has been idle for a second, so a replica at
-    rest holds what it uses, and a busy one never pays for it.
-    """
-    if _trim is not None:
-        _trim(0)
 
 
 class _NullMetrics:

@@ -253,9 +253,3 @@ def test_on_idle_runs_once_per_idle_spell_after_work_and_never_while_busy():
     assert len(calls) == 2
     batcher.stop(1)
 
-
-def test_release_memory_runs_where_glibc_has_malloc_trim():
-    from mkserve.runtime import service
-
-    service.release_memory()  # glibc here: a real malloc_trim(0), which must not raise
-    assert service._trim is not None
