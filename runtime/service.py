@@ -64,6 +64,22 @@ def classify(exc: BaseException) -> ServingError:
     return HandlerFailed(f"handler error: {name}: {text}", status=500)
 
 
+def set_jit_optimize(setting: str, gpu_id: int | None) -> bool:
+    """Turn TorchScript's graph optimisation on or off for the calling thread; the choice.
+
+    `auto` is off on CPU: there torch fuses nothing, and the profiling executor's
+    specialised plans cost memory (measured on the transformer example: 42 MB
+    per process, at the same speed); on with a GPU, where it fuses kernels.
+    This is the flag `torch.jit.optimized_execution` sets; torch keeps it per
+    thread, so the model thread sets it before it loads and runs the model.
+    """
+    import torch
+
+    enabled = setting == "on" or (setting == "auto" and gpu_id is not None)
+    torch._C._set_graph_executor_optimize(enabled)
+    return enabled
+
+
 class _NullMetrics:
     def __getattr__(self, _name: str) -> Callable[..., None]:
         return lambda *args, **kwargs: None
@@ -177,6 +193,7 @@ class ModelService:
                 metrics=HandlerMetrics(self.metrics.handler_metric),
                 model_yaml_config=self.source.model_config)
             self._context.system_properties["precision"] = self.settings.precision
+            set_jit_optimize(self.settings.jit_optimize, self.gpu_id)
             self._handle = load_handler(self.source, self._context)
             self._warmup()
         except BaseException as exc:

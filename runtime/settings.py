@@ -129,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
             "After a failed model load, seconds to report 503 before exiting non-zero."),
     Setting("precision", "MKSERVE_PRECISION", _choice("fp32", "bf16", "fp16"), "fp32",
             "Autocast precision for inference (bf16 works on CPU)."),
+    Setting("jit_optimize", "MKSERVE_JIT_OPTIMIZE", _choice("auto", "on", "off"), "auto",
+            "TorchScript graph optimisation in the model thread: auto = on with a GPU "
+            "(kernel fusion), off on CPU (no fusion there; saves memory)."),
     Setting("warmup_file", "MKSERVE_WARMUP_FILE", str, "",
             "A request body (JSON) run once before the worker reports ready."),
 )
@@ -162,6 +165,7 @@ class RuntimeSettings:
     metrics_port: int = 0
     load_failure_grace_s: float = 2.0
     precision: str = "fp32"
+    jit_optimize: str = "auto"
     warmup_file: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

@@ -2,7 +2,8 @@
 
 `python -m mkserve.builder.bench.inprocess ARCHIVE BODY.json --threads T --batch B --duration D`
 loads the archive's handler exactly as an mkserve worker does (same `ts`
-shim, same Context) and calls `handler.handle(rows, context)` on batches of
+shim, same Context, same allocator tuning and TorchScript executor setting,
+MKSERVE_JIT_OPTIMIZE) and calls `handler.handle(rows, context)` on batches of
 B already-decoded rows for D seconds on T intra-op threads; no HTTP, no
 queueing. Prints "ready" after warm-up, waits for a line on stdin (so that
 several copies can run at once, one per core), then prints one JSON line.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -20,11 +22,15 @@ import time
 
 def measure(archive: str, body: bytes, threads: int, batch: int, duration: float,
             precision: str = "fp32", wait_for_go: bool = False) -> dict:
+    from mkserve.runtime.memory import tune_allocator
+
+    tune_allocator()
     import torch
 
     torch.set_num_threads(threads)
     from mkserve.runtime import __version__
     from mkserve.runtime.handlers import load_handler
+    from mkserve.runtime.service import set_jit_optimize
     from mkserve.runtime.settings import resolve
     from mkserve.runtime.source import open_source
     from mkserve.runtime.ts.context import Context, RequestInfo
@@ -32,11 +38,13 @@ def measure(archive: str, body: bytes, threads: int, batch: int, duration: float
     workdir = tempfile.mkdtemp(prefix="mkserve-inproc-")
     try:
         source = open_source(archive, workdir)
-        settings = resolve({}, source.model_config)
+        jit = {k: v for k, v in os.environ.items() if k == "MKSERVE_JIT_OPTIMIZE"}
+        settings = resolve(jit, source.model_config)
         context = Context(source.name, str(source.model_dir), source.manifest,
                           settings.batch_size, None, __version__,
                           model_yaml_config=source.model_config)
         context.system_properties["precision"] = precision
+        set_jit_optimize(settings.jit_optimize, None)
         handle = load_handler(source, context)
         payload = json.loads(body)
 

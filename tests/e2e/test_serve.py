@@ -285,3 +285,48 @@ def test_sigterm_under_load_answers_every_accepted_request(tmp_path: Path):
         # kept-alive connection once draining began. Nothing hung or failed.
         assert set(answered) <= {200, 503}, set(answered)
         assert answered.count(200) > 50
+
+
+# Reports what the thread that runs the model sees: TorchScript's executor flag
+# (per thread in torch) and how many malloc arenas the worker has.
+MODEL_THREAD = """
+import ctypes, os, tempfile, threading
+import torch
+
+def arenas():
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    path = tempfile.mktemp()
+    fp = libc.fopen(path.encode(), b"w")
+    libc.malloc_info(0, fp)
+    libc.fclose(fp)
+    with open(path) as fh:
+        text = fh.read()
+    os.unlink(path)
+    return text.count("<heap nr=")
+
+def handle(data, context):
+    if data is None:  # the call at load time
+        return None
+    torch.ones(1 << 20).sum()  # the model thread allocates (4 MiB)
+    return [{"jit_optimize": torch._C._get_graph_executor_optimize(), "arenas": arenas(),
+             "main_thread": threading.current_thread() is threading.main_thread()}
+            for _ in data]
+"""
+
+
+@pytest.mark.parametrize("setting, expected", [(None, False), ("on", True)])
+def test_model_thread_runs_with_the_tuned_heap_and_jit_setting(tmp_path: Path, setting, expected):
+    source = plain_model(tmp_path / "m", MODEL_THREAD)
+    env = {"MKSERVE_WORKERS": "1"} | ({"MKSERVE_JIT_OPTIMIZE": setting} if setting else {})
+    with Server(source, tmp_path, env=env) as server:
+        server.wait_ready()
+        r = server.post("/predictions/plain", json={"x": 1})
+        assert r.status_code == 200, r.text
+        # auto on a CPU-only worker: TorchScript graph optimisation off; "on" turns it on
+        assert r.json()["jit_optimize"] is expected
+        # the model runs in its own thread, yet allocates from the worker's one heap
+        assert r.json()["main_thread"] is False
+        assert r.json()["arenas"] == 1
