@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from archives import make_archive
+from mkserve.runtime.devices import cpu_cores
 from server import Server
 
 pytestmark = pytest.mark.slow
@@ -77,3 +78,27 @@ def test_bench_errors_say_what_to_do(tmp_path: Path):
     assert bad.returncode != 0 and "error:" in bad.stderr and "Traceback" not in bad.stderr
     counts = mkserve("bench", "http://127.0.0.1:9", "--connections", "x", timeout=60)
     assert counts.returncode == 2 and "--connections" in counts.stderr
+
+
+def test_compute_bound_limit_is_measured_again_in_every_round(tmp_path: Path):
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[2] / "benchmarks" / "bench.py"), "transformer",
+         "--only", "mkserve,inprocess", "--connections", "2", "--duration", "1",
+         "--warmup", "0", "--rounds", "2", "--inprocess-duration", "1", "--json", str(out)],
+        capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 0, result.stderr
+    transformer = json.loads(out.read_text())["results"][0]
+    limit = transformer["inprocess"]
+    # the search: both process/thread shapes, each with TorchScript optimisation off and on
+    cores = cpu_cores()
+    shapes = {(1, cores), (cores, 1)}
+    assert {(c["processes"], c["threads"], c["jit_optimize"]) for c in limit["configs"]} == {
+        (p, t, jit) for p, t in shapes for jit in ("off", "on")}
+    # then the best again next to mkserve, once per round
+    assert len(limit["rounds"]) == 2 and all(r > 0 for r in limit["rounds"])
+    served = [r["rps"] for r in transformer["servers"]["mkserve"]["loads"]["2"]]
+    expected = sorted(s / r for s, r in zip(served, limit["rounds"]))[1]
+    row = table_row(result.stdout, "c=2 req/s")
+    assert f"same rounds {expected:.2f}×" in row[5]
+    assert "≥0.9× in-proc " + ("✓" if expected >= 0.9 else "✗") in row[6]
