@@ -11,6 +11,7 @@ import pytest
 import requests
 import torch
 from archives import _cached_model_files, make_archive
+from glibc_probe import ARENAS
 from server import Server, plain_model
 
 pytestmark = pytest.mark.slow
@@ -289,23 +290,9 @@ def test_sigterm_under_load_answers_every_accepted_request(tmp_path: Path):
 
 # Reports what the thread that runs the model sees: TorchScript's executor flag
 # (per thread in torch) and how many malloc arenas the worker has.
-MODEL_THREAD = """
-import ctypes, os, tempfile, threading
+MODEL_THREAD = ARENAS + """
+import threading
 import torch
-
-def arenas():
-    libc = ctypes.CDLL(None)
-    libc.fopen.restype = ctypes.c_void_p
-    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
-    libc.fclose.argtypes = [ctypes.c_void_p]
-    path = tempfile.mktemp()
-    fp = libc.fopen(path.encode(), b"w")
-    libc.malloc_info(0, fp)
-    libc.fclose(fp)
-    with open(path) as fh:
-        text = fh.read()
-    os.unlink(path)
-    return text.count("<heap nr=")
 
 def handle(data, context):
     if data is None:  # the call at load time

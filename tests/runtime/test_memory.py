@@ -8,23 +8,21 @@ import sys
 import textwrap
 
 import pytest
+from glibc_probe import ARENAS
 from mkserve.runtime import memory
 
 pytestmark = pytest.mark.skipif(memory._libc is None, reason="needs glibc (the image's libc)")
 
 # Runs in a fresh interpreter: optionally tune, then let threads allocate, and
 # report what glibc says: arenas in use, bytes in mmapped blocks, resident memory.
-PROBE = textwrap.dedent("""
-    import ctypes, json, os, sys, tempfile, threading
+PROBE = ARENAS + textwrap.dedent("""
+    import ctypes, json, os, sys, threading
     from mkserve.runtime import memory
 
     tuned = memory.tune_allocator() if sys.argv[1] == "tune" else []
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
-    libc.fopen.restype = ctypes.c_void_p
-    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
-    libc.fclose.argtypes = [ctypes.c_void_p]
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -36,16 +34,6 @@ PROBE = textwrap.dedent("""
     def rss_mb():
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    def arenas():
-        path = tempfile.mktemp()
-        fp = libc.fopen(path.encode(), b"w")
-        libc.malloc_info(0, fp)
-        libc.fclose(fp)
-        with open(path) as fh:
-            text = fh.read()
-        os.unlink(path)
-        return text.count("<heap nr=")
 
     # Four threads alive at once, each allocating: glibc would give each its own arena.
     barrier = threading.Barrier(4)
