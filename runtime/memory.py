@@ -6,7 +6,7 @@ they empty, and it serves blocks above a threshold that it adjusts as it goes
 with fresh mmaps. A model that allocates and frees the same activations batch
 after batch (8 MiB for the transformer example's feed-forward layer at batch
 16) can fall into a cycle where every batch maps new pages and faults each one
-in: measured on that example, 150 to 230 page faults per request in one worker
+in: measured on that example, up to 230 page faults per request in one worker
 or the other, about 7 % more CPU per request than the same handler run in a
 main thread, which settles and faults no more.
 
@@ -81,8 +81,9 @@ def release_memory() -> None:
 
     After a burst, torch's freed activations stay in the heap (with
     `tune_allocator`, up to 64 MiB of free top and every free block inside).
-    Called by the model thread once it has been idle for a second, so a replica
-    at rest holds what it uses, and a busy one never pays for it.
+    Called by the model thread once the model has loaded, and once it has been
+    idle for a second, so a replica at rest holds what it uses, and a busy one
+    never pays for it.
     """
     if _libc is not None:
         _libc.malloc_trim(0)

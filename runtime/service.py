@@ -69,7 +69,7 @@ def set_jit_optimize(setting: str, gpu_id: int | None) -> bool:
 
     `auto` is off on CPU: there torch fuses nothing, and the profiling executor's
     specialised plans cost memory (measured on the transformer example: 42 MB
-    per process, at the same speed); on with a GPU, where it fuses kernels.
+    per process, for 1-3 % of speed); on with a GPU, where it fuses kernels.
     This is the flag `torch.jit.optimized_execution` sets; torch keeps it per
     thread, so the model thread sets it before it loads and runs the model.
     """
