@@ -136,8 +136,7 @@ def inprocess_limit(target: Target, workdir: Path, duration: float, cores: int,
     optimisation off (what a CPU worker runs, MKSERVE_JIT_OPTIMIZE=auto) and on
     (slightly faster on some models, at a memory cost): the limit is the best of all.
     """
-    body_file = workdir / f"{target.label}-body.json"
-    body_file.write_bytes(target.body)
+    body_file = _body_file(target, workdir)
     shapes = [(1, cores)] + ([(cores, 1)] if cores > 1 else [])
     results = []
     for jit in ("off", "on"):
@@ -152,6 +151,13 @@ def inprocess_limit(target: Target, workdir: Path, duration: float, cores: int,
     best = max(results, key=lambda r: r["rows_per_s"])
     return {"batch": target.batch_size, "precision": precision, "best": best,
             "configs": results}
+
+
+def _body_file(target: Target, workdir: Path) -> Path:
+    """The request body, in the file the in-process measurement reads."""
+    path = workdir / f"{target.label}-body.json"
+    path.write_bytes(target.body)
+    return path
 
 
 def _inprocess_run(target: Target, archive: Path, body_file: Path, copies: int, threads: int,
@@ -290,8 +296,7 @@ def bench_target(target: Target, workdir: Path, *, duration: float, warmup: floa
             for round_no in range(rounds):
                 order = runs[round_no % len(runs):] + runs[:round_no % len(runs)]
                 if paired:
-                    rows = _inprocess_run(target, target.archive,
-                                          workdir / f"{target.label}-body.json",
+                    rows = _inprocess_run(target, target.archive, _body_file(target, workdir),
                                           limit["processes"], limit["threads"], duration, "fp32",
                                           limit["jit_optimize"])
                     rps = sum(r["rows_per_s"] for r in rows)

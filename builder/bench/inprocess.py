@@ -38,8 +38,8 @@ def measure(archive: str, body: bytes, threads: int, batch: int, duration: float
     workdir = tempfile.mkdtemp(prefix="mkserve-inproc-")
     try:
         source = open_source(archive, workdir)
-        jit = {k: v for k, v in os.environ.items() if k == "MKSERVE_JIT_OPTIMIZE"}
-        settings = resolve(jit, source.model_config)
+        jit = os.environ.get("MKSERVE_JIT_OPTIMIZE", "")
+        settings = resolve({"MKSERVE_JIT_OPTIMIZE": jit}, source.model_config)
         context = Context(source.name, str(source.model_dir), source.manifest,
                           settings.batch_size, None, __version__,
                           model_yaml_config=source.model_config)
