@@ -22,9 +22,9 @@ from urllib.parse import unquote, urlsplit
 from .errors import MkserveError, UsageError
 from .spec import PLATFORMS, BuildSpec
 
-# What `python -m mkserve.runtime` imports besides torch (kept in step with runtime/).
-RUNTIME_REQUIREMENTS = ("flask>=3.0", "gunicorn>=22", "prometheus-flask-exporter>=0.23",
-                        "pyyaml>=6")
+# mkserve's own dependencies that an image does without: the builder's tools, and torch
+# (pinned to the build's version on its own).
+BUILDER_ONLY = frozenset({"docker", "jinja2", "typer", "torch"})
 CUDA_PACKAGE = re.compile(r"^(nvidia-.*|triton|cuda-.*)$")
 Out = Callable[[str], None]
 
@@ -108,8 +108,24 @@ def target_for(spec: BuildSpec) -> Target:
     return Target(PLATFORMS[spec.platform], spec.python_version)
 
 
+def runtime_requirements() -> list[str]:
+    """What `pip install mkserve` installs, less BUILDER_ONLY: what `python -m
+    mkserve.runtime` needs besides torch, read from the installed package's metadata."""
+    from importlib.metadata import requires
+
+    wanted = []
+    for text in requires("mkserve") or []:
+        requirement, _, marker = text.partition(";")
+        if "extra" in marker:
+            continue  # an optional extra (test tools)
+        name = re.split(r"[\s\[<>=!~(]", requirement.strip(), maxsplit=1)[0]
+        if canonical(name) not in BUILDER_ONLY:
+            wanted.append(text.strip())
+    return wanted
+
+
 def base_requirements(spec: BuildSpec) -> list[str]:
-    return [f"torch=={spec.torch_version}", *RUNTIME_REQUIREMENTS]
+    return [f"torch=={spec.torch_version}", *runtime_requirements()]
 
 
 def requirement_args(spec: BuildSpec) -> list[str]:

@@ -68,12 +68,12 @@ def stop_engine() -> None:
 
 def fill_wheelhouse(dest: Path, torch_version: str) -> None:
     """`pip download` the image's packages for cp311 manylinux x86_64, once per session."""
-    from mkserve.builder.wheels import RUNTIME_REQUIREMENTS, Target
+    from mkserve.builder.wheels import Target, runtime_requirements
 
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--dest", str(dest), "--progress-bar", "off",
            *Target("x86_64", "3.11").pip_args(), f"torch=={torch_version}",
-           *RUNTIME_REQUIREMENTS]
+           *runtime_requirements()]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"pip download failed:\n{proc.stdout}\n{proc.stderr}"
 
