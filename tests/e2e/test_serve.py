@@ -54,8 +54,11 @@ def test_guide_classifier_answers_the_guides_requests(tmp_path: Path, fmt: str):
         assert batch.status_code == 200
         answers = batch.json()
         assert isinstance(answers, list) and len(answers) == 2
-        assert answers[0] == single.json()
-        assert answers[1] == server.post("/predictions/classifier", json=GUIDE_BATCH[1]).json()
+        # A row batched with others answers as it would alone, to float rounding (the
+        # kernels for a batch of 2 and of 1 may differ in the last bits).
+        assert_close(answers[0], single.json())
+        assert_close(answers[1],
+                     server.post("/predictions/classifier", json=GUIDE_BATCH[1]).json())
         assert server.get("/ping").json() == {"status": "Healthy"}
         assert server.terminate() == 0
 
