@@ -2,17 +2,15 @@
 
 The image's ENTRYPOINT (`python -m mkserve.runtime`) and `mkserve serve` both
 end here, so both run the same process tree: a gunicorn master (PID 1 in a
-container) and event-loop workers (worker.py), each loading the model after fork.
+container) and event-loop workers (worker.py, http/), each loading the model after fork.
 """
 from __future__ import annotations
 
-import array
 import atexit
 import collections
 import gc
 import logging
 import logging.config
-import mmap
 import os
 import shutil
 import signal
@@ -28,6 +26,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from . import __version__
 from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_workers
+from .http.balancer import connection_table
 from .logs import JsonFormatter, logging_config
 from .memory import tune_allocator
 from .settings import RuntimeSettings, SettingsError, resolve
@@ -39,9 +38,6 @@ EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_CONFIG = 2
 EXIT_MODEL = 3  # gunicorn's WORKER_BOOT_ERROR: the arbiter halts with it
-# A worker's entry in the shared connection table while it should get no connections
-# (its model is loading, it drains, or it is not started yet).
-NOT_READY = 1 << 30
 
 
 def _int(value: Any) -> int | None:
@@ -191,11 +187,9 @@ class Runtime(BaseApplication):  # type: ignore[misc]
         self._slot = 0
         self._worker: Any = None
         self._access_writer: _AccessLogWriter | None = None
-        # How many connections each worker slot holds, shared by all workers (worker.py
-        # spreads connections with it): an anonymous shared mapping made before any fork.
-        table = mmap.mmap(-1, 4 * max(1, plan.workers))
-        self.connection_counts = memoryview(table).cast("i")
-        self.connection_counts[:] = array.array("i", [NOT_READY] * max(1, plan.workers))
+        # How many connections each worker slot holds, shared by all workers: the
+        # server spreads connections with it (http/balancer.py).
+        self.connection_counts = connection_table(plan.workers)
         super().__init__()
 
     def load_config(self) -> None:

@@ -112,6 +112,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Budget for loading the model in a worker (s).", model_config="startupTimeout"),
     Setting("max_request_bytes", "MKSERVE_MAX_REQUEST_SIZE", _positive(int), 6553500,
             "Largest request body in bytes; larger ones get 413."),
+    Setting("head_timeout_s", "MKSERVE_HEAD_TIMEOUT", _positive(float), 10.0,
+            "A request head must arrive within this many seconds of its first byte (else "
+            "408); also the grace before a body is held to MKSERVE_BODY_MIN_RATE."),
+    Setting("body_min_rate", "MKSERVE_BODY_MIN_RATE", _non_negative(int), 8192,
+            "Slowest a request body may arrive after that grace, in bytes/s (else 408; "
+            "0 = no minimum)."),
+    Setting("max_connections", "MKSERVE_MAX_CONNECTIONS", _positive(int), 1000,
+            "Open connections per worker (capped by the open-file limit); past it, "
+            "new ones wait in the listen backlog."),
     Setting("graceful_timeout_s", "MKSERVE_GRACEFUL_TIMEOUT", _positive(float), 8.0,
             "On SIGTERM, time to finish queued and in-flight requests (s)."),
     Setting("device", "MKSERVE_DEVICE", _choice("auto", "cpu", "gpu"), "auto",
@@ -156,6 +165,9 @@ class RuntimeSettings:
     response_timeout_s: float = 120.0
     startup_timeout_s: float = 300.0
     max_request_bytes: int = 6553500
+    head_timeout_s: float = 10.0
+    body_min_rate: int = 8192
+    max_connections: int = 1000
     graceful_timeout_s: float = 8.0
     device: str = "auto"
     shed_status: int = 503

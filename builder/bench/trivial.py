@@ -29,11 +29,44 @@ ANSWER = {"predicted_class": 1, "confidence": 0.357329398393631,
           "class_name": "dog"}
 
 
-def trivial_app(model_name: str):
-    from flask import Flask, Response, request
-    from mkserve.runtime.app import FastPath, request_ids
+class TrivialRoute:
+    """The server's fast route (mkserve.runtime.http.server.FastRoute), answered at once."""
 
-    app = Flask("trivial")
+    def __init__(self, model_name: str, answer: bytes) -> None:
+        from mkserve.runtime.fastpath import request_ids
+
+        self.path = f"/predictions/{model_name}"
+        self.body = answer
+        self.new_request_id = request_ids()
+
+    def matches(self, method: str, path: str, query: str, content_type: str,
+                length: int | None) -> bool:
+        return method == "POST" and path == self.path and length is not None
+
+    def begin(self, path: str, raw: bytes, content_type: str, headers: dict[str, str],
+              request_id: str, started: float, on_done: object) -> tuple:
+        json.loads(raw)
+        return ("200 OK", [("Content-Type", "application/json"),
+                           ("Content-Length", str(len(self.body))),
+                           ("X-Request-ID", request_id)], self.body)
+
+    def is_pending(self, result: object) -> bool:
+        return False
+
+    def answer(self, result: tuple, environ: object) -> tuple:
+        return result
+
+    def settled(self, pending: object) -> bool:
+        raise AssertionError("the trivial endpoint answers at once")
+
+    complete = expire = settled
+
+
+def trivial_app(model_name: str):
+    from flask import Response, request
+    from mkserve.runtime.app import ServingApp
+
+    app = ServingApp("trivial")
     answer = json.dumps(ANSWER).encode()
 
     @app.post("/predictions/<model>")
@@ -45,24 +78,8 @@ def trivial_app(model_name: str):
     def ping() -> Response:
         return Response('{"status": "Healthy"}', mimetype="application/json")
 
-    path = f"/predictions/{model_name}"
-
-    def matches(method: str, target: str, query: str, content_type: str,
-                length: int | None) -> bool:
-        return method == "POST" and target == path and length is not None
-
-    def begin(path: str, raw: bytes, content_type: str, headers: dict[str, str],
-              request_id: str, started: float, on_done: object):
-        json.loads(raw)
-        return 200, [("Content-Type", "application/json"), ("Content-Length", str(len(answer))),
-                     ("X-Request-ID", request_id)], answer
-
-    def unused(*args: object) -> None:
-        raise AssertionError("the trivial endpoint answers at once")
-
     if os.environ.get("MKSERVE_BENCH_TRIVIAL", "flask") == "fast":
-        app.extensions["mkserve.fast_path"] = FastPath(matches, begin, unused, unused,
-                                                       request_ids())
+        app.fast_path = TrivialRoute(model_name, answer)  # type: ignore[assignment]
     return app
 
 

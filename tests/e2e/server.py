@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ class Server:
     """`mkserve serve SOURCE` in its own process group, with its log captured to a file."""
 
     def __init__(self, source: Path | str, log_dir: Path, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), open_files: int | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"server-{self.port}.log"
@@ -40,7 +41,9 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mkserve.builder.cli", "serve", str(source),
              "--port", str(self.port), *args],
-            env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=None if open_files is None else lambda: resource.setrlimit(  # noqa: PLW1509
+                resource.RLIMIT_NOFILE, (open_files, open_files)))
 
     def log(self) -> str:
         if not self._log.closed:

@@ -1,4 +1,4 @@
-"""HTTP/1.1 as the event-loop worker speaks it (runtime/worker.py), on a real server.
+"""HTTP/1.1 as mkserve's server speaks it (runtime/http/), on a real server.
 
 Raw sockets: chunked bodies, 100-continue, HTTP/1.0, request limits and
 malformed requests (each answered in the serving error shape, with the
@@ -137,28 +137,28 @@ def test_connection_close_is_honoured(server: Server):
 @pytest.mark.parametrize(("raw", "status", "kind"), [
     (b"NONSENSE\r\n\r\n", 400, "BadRequestException"),
     (b"GET /ping HTTP/2.0\r\nHost: t\r\n\r\n", 505, "HTTPVersionNotSupportedException"),
-    (b"GET /ping HTTP/1.1\r\nBad Header: x\r\n\r\n", 400, "BadRequestException"),
+    (b"GET /ping HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400, "BadRequestException"),
     (b"GET /ping HTTP/1.1\r\nHost: t\r\n folded: continuation\r\n\r\n", 400,
      "BadRequestException"),
-    (b"GET " + b"/x" * 5000 + b" HTTP/1.1\r\n\r\n", 414, "URITooLongException"),
-    (b"GET /ping HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431,
+    (b"GET " + b"/x" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "URITooLongException"),
+    (b"GET /ping HTTP/1.1\r\nHost: t\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431,
      "RequestHeaderFieldsTooLargeException"),
-    (b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
+    (b"GET /ping HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
      "RequestHeaderFieldsTooLargeException"),
     # Smuggling shapes: never guess where the body ends.
-    ((b"POST /predictions/plain HTTP/1.1\r\nContent-Length: 8\r\nTransfer-Encoding: chunked\r\n"
+    ((b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\nTransfer-Encoding: chunked\r\n"
      b"\r\n0\r\n\r\n"), 400, "BadRequestException"),
-    (b"POST /predictions/plain HTTP/1.1\r\nContent-Length: 8\r\nContent-Length: 9\r\n\r\n", 400,
+    (b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\nContent-Length: 9\r\n\r\n", 400,
      "BadRequestException"),
-    (b"POST /predictions/plain HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400,
+    (b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400,
      "BadRequestException"),
-    (b"POST /predictions/plain HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
+    (b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
      "NotImplementedException"),
-    (b"POST /predictions/plain HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
+    (b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
      "BadRequestException"),
-    (b"POST /predictions/plain HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n", 400,
+    (b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n", 400,
      "BadRequestException"),
-    (b"POST /predictions/plain HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (LIMIT + 1), 413,
+    (b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (LIMIT + 1), 413,
      "RequestEntityTooLargeException"),
 ])
 def test_malformed_requests_get_a_json_error_and_a_closed_connection(server: Server, raw: bytes,
@@ -246,14 +246,14 @@ def test_a_slow_reader_gets_the_whole_answer(server: Server):
 
 
 def test_clients_that_vanish_mid_request_or_mid_answer_do_not_hurt(server: Server):
-    for raw in (b"POST /predictions/plain HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"i\"",
+    for raw in (b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"i\"",
                 b"GET /pi", request_bytes(1)):
         sock, _ = connect(server)
         sock.sendall(raw)
         sock.close()
     sock, _ = connect(server)  # gone while its prediction waits on the model
     body = json.dumps({"sleep": 0.3}).encode()
-    sock.sendall(b"POST /predictions/plain HTTP/1.1\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /predictions/plain HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()  # a reset

@@ -1,4 +1,4 @@
-"""Keep-alive connections on the real server (runtime/worker.py, one event loop per worker).
+"""Keep-alive connections on the real server (runtime/http/, one event loop per worker).
 
 Raw sockets, so that what is on the wire is exactly what the test sends:
 back-to-back requests on one connection, two requests in one write, more

@@ -1,7 +1,7 @@
 """The predictions fast path answers exactly as the Flask route it bypasses.
 
 create_app serves plain POST /predictions/{model} requests without Flask's
-request machinery; app.extensions["mkserve.flask_wsgi_app"] is the Flask route
+request machinery; app.flask_wsgi_app is the Flask route
 itself. Every request here goes through both; status, headers and body must be
 the same (a generated X-Request-ID aside).
 """
@@ -52,7 +52,7 @@ GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
 def both(served: Any, path: str, body: bytes, headers: dict[str, str]) -> tuple[Any, Any]:
     fast = served.app.test_client()
-    flask = Client(served.app.extensions["mkserve.flask_wsgi_app"])
+    flask = Client(served.app.flask_wsgi_app)
     return (fast.post(path, data=body, headers=headers),
             flask.post(path, data=body, headers=headers))
 
@@ -133,7 +133,7 @@ def test_fast_path_records_the_same_metrics_and_access_lines(serve_handler, capl
     served = serve_handler(HANDLER, env=ENV)
     app = create_app(served.service, served.service.metrics, access_log=True)
     fast = app.test_client()
-    flask = Client(app.extensions["mkserve.flask_wsgi_app"])
+    flask = Client(app.flask_wsgi_app)
 
     def samples() -> dict[str, float]:
         out = {}
