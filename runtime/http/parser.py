@@ -28,6 +28,10 @@ import httptools
 from .request import HttpError, Limits, Request
 
 VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
+# Header names as werkzeug spells them, by the bytes they arrive as (most requests
+# repeat a few names: made once, not per request).
+_TITLES: dict[bytes, str] = {}
+_METHODS: dict[bytes, str] = {}
 
 
 class RequestParser:
@@ -136,9 +140,13 @@ class RequestParser:
             raise HttpError(431, f"a header field is longer than {limits.max_field} bytes")
         if self._head_size > limits.max_head:
             raise HttpError(431, f"the request head is larger than {limits.max_head} bytes")
-        if b"_" in name:
-            return  # as gunicorn: in a WSGI environ it would pass for a dash
-        key = name.decode("latin-1").title()
+        key = _TITLES.get(name)
+        if key is None:
+            if b"_" in name:
+                return  # as gunicorn: in a WSGI environ it would pass for a dash
+            key = name.decode("latin-1").title()
+            if len(_TITLES) < 512:
+                _TITLES[name] = key
         text = value.decode("latin-1").rstrip(" \t")
         headers = self._headers
         if key in headers:
@@ -191,7 +199,10 @@ class RequestParser:
         version = VERSIONS.get(version_text)
         if version is None:
             raise HttpError(505, f"HTTP/{version_text} is not supported; use HTTP/1.1")
-        method = parser.get_method().decode("ascii")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method)
+        if method is None:
+            method = _METHODS[raw_method] = raw_method.decode("ascii")  # llhttp knows ~40
         if method == "CONNECT":
             raise HttpError(405, "CONNECT is not served: this is not a proxy")
         target = self._url.decode("latin-1")
