@@ -8,8 +8,9 @@
 - `response`: the bytes of an answer.
 - `wsgi`: the WSGI environ of a request, and a call of the app for it.
 - `balancer`: the table of connections per worker that spreads them across workers.
-- `server`: the loop: accept, read, dispatch (the predictions fast path or the
-  app in a thread pool), write, sweep, graceful stop.
+- `accept`: when a worker listens, the connection cap, the back-off after failures.
+- `dispatch`: the predictions fast path from the loop, or the app in a thread pool.
+- `server`: the loop: read, dispatch, write, sweep, graceful stop.
 
 The gunicorn worker class that runs the server is `mkserve.runtime.worker`.
 """

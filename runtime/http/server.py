@@ -25,7 +25,6 @@
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import selectors
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ServingError
+from .accept import Acceptor
 from .balancer import Balancer
 from .connection import Conn
 from .dispatch import Dispatcher, FastRoute
@@ -48,10 +48,6 @@ READ_SIZE = 65536
 CLOSE_LINGER_S = 1.0
 # ...and how much of it: a client that keeps sending past that is not reading the answer.
 CLOSE_LINGER_BYTES = 256 * 1024
-# How long accepting pauses after accept() failed for want of resources (EMFILE...).
-ACCEPT_BACKOFF_S = 0.25
-# At most one log line per this many seconds about failed accepts.
-ACCEPT_LOG_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -100,14 +96,11 @@ class HttpServer:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.wake_sent = False
-        self.accepting = False
-        self.accept_resume_at = 0.0  # accepting paused until then (0: not paused)
-        self.accept_failures = 0
-        self.accept_logged_at = -ACCEPT_LOG_EVERY_S
         self.requests = 0
         self.published_ready = False
         self.max_requests = config.max_requests or (1 << 62)
-        self.max_connections = config.max_connections
+        self.acceptor = Acceptor(self.selector, sockets, balancer, config.max_connections,
+                                 config.accept_pause_s, self.conns.__len__, log)
         address = sockets[0].getsockname() if sockets else ("", "")
         self.dispatcher = Dispatcher(
             app, fast, config.threads, address if isinstance(address, tuple) else (address, ""),
@@ -117,9 +110,7 @@ class HttpServer:
     def serve(self) -> None:
         """Run until stopped, then stop gracefully; close everything on the way out."""
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
-        for listener in self.sockets:
-            listener.setblocking(False)
-        self.update_accepting()
+        self.acceptor.update()
         try:
             self.main_loop()
             self.drain()
@@ -148,16 +139,13 @@ class HttpServer:
                 self.sweep(now)
                 self.publish()  # readiness may have changed
                 swept = now
-            if self.accept_resume_at and now >= self.accept_resume_at:
-                self.accept_resume_at = 0.0
-                self.balancer.forced = True  # one connection, even if still the busiest
-                self.update_accepting()
+            self.acceptor.tick(now)
             self.poll(self.timeout_for(now, 1.0))
 
     def drain(self) -> None:
         """Graceful stop: no new connections; finish what is in flight or arrives soon."""
         self.alive = False
-        self.update_accepting()
+        self.acceptor.close()
         self.publish()  # NOT_READY: the others stop leaving connections to this one
         now = time.monotonic()
         until = now + self.config.graceful_timeout
@@ -172,8 +160,8 @@ class HttpServer:
 
     def timeout_for(self, now: float, longest: float) -> float:
         timeout = longest
-        if self.accept_resume_at:
-            timeout = min(timeout, self.accept_resume_at - now)
+        if self.acceptor.resume_at:
+            timeout = min(timeout, self.acceptor.resume_at - now)
         if self.dispatcher.next_deadline != float("inf"):
             timeout = min(timeout, self.dispatcher.next_deadline - now)
         return max(0.0, timeout)
@@ -197,7 +185,11 @@ class HttpServer:
                     self.log.exception("error serving a connection; closing it")
                     self.close(target)
             else:
-                self.accept(target)
+                for sock, addr in self.acceptor.accept(target):
+                    conn = Conn(sock, addr, self.config.limits)
+                    self.conns.add(conn)
+                    self.publish()
+                    self.set_events(conn, selectors.EVENT_READ)
         self.send_answers()
         if self.dispatcher.next_deadline <= time.monotonic():
             self.dispatcher.expire_overdue(self.conns)
@@ -221,70 +213,12 @@ class HttpServer:
             pass
         self.wake_sent = False  # before send_answers looks at the queue (see wake)
 
-    # -- accepting ----------------------------------------------------------
+    # -- readiness ----------------------------------------------------------
     def ready(self) -> bool:
         return self.alive and self.app_ready()
 
     def publish(self) -> None:
         self.balancer.publish(len(self.conns))
-
-    def update_accepting(self) -> None:
-        """Listen for connections unless stopping, paused, or at the connection cap."""
-        on = (self.alive and not self.accept_resume_at
-              and len(self.conns) < self.max_connections)
-        if on == self.accepting:
-            return
-        for listener in self.sockets:
-            if on:
-                self.selector.register(listener, selectors.EVENT_READ, listener)
-            else:
-                self.selector.unregister(listener)
-        self.accepting = on
-
-    def pause_accepting(self, seconds: float) -> None:
-        self.accept_resume_at = time.monotonic() + seconds
-        self.update_accepting()
-
-    def accept(self, listener: socket.socket) -> None:
-        for _ in range(64):
-            if len(self.conns) >= self.max_connections:
-                self.update_accepting()  # the rest wait in the backlog until one closes
-                return
-            if self.balancer.crowded(len(self.conns)):
-                self.pause_accepting(self.config.accept_pause_s)
-                return
-            try:
-                sock, addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self.accept_failed(exc)
-                    return
-                raise
-            sock.setblocking(False)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Conn(sock, addr, self.config.limits)
-            self.conns.add(conn)
-            self.balancer.forced = False
-            self.publish()
-            self.set_events(conn, selectors.EVENT_READ)
-
-    def accept_failed(self, exc: OSError) -> None:
-        """Out of descriptors or memory: back off, and say so at a bounded rate."""
-        self.accept_failures += 1
-        now = time.monotonic()
-        if now - self.accept_logged_at >= ACCEPT_LOG_EVERY_S:
-            self.log.error("cannot accept connections (%s; %d time(s) since the last such "
-                           "line), holding %d: raise the open-file limit (ulimit -n) or lower "
-                           "MKSERVE_MAX_CONNECTIONS", exc.strerror, self.accept_failures,
-                           len(self.conns))
-            self.accept_logged_at = now
-            self.accept_failures = 0
-        self.pause_accepting(ACCEPT_BACKOFF_S)
 
     # -- connections --------------------------------------------------------
     def set_events(self, conn: Conn, events: int) -> None:
@@ -310,8 +244,8 @@ class HttpServer:
             conn.sock.close()
         except OSError:
             pass
-        if not self.accepting:
-            self.update_accepting()  # below the cap again
+        if not self.acceptor.listening:
+            self.acceptor.update()  # below the cap again
 
     def sweep(self, now: float) -> None:
         """Hold each connection to its deadlines (see the module doc)."""
