@@ -3,14 +3,17 @@
 # ruff: noqa: B008
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from .cli_bench import register as register_bench
 from .cli_render import register as register_render
 from .errors import MkserveError, UsageError
+from .sources import model_source
 
 app = typer.Typer(
     name="mkserve",
@@ -19,11 +22,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from mkserve.runtime import __version__
+
+        typer.echo(f"mkserve {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                  help="Print mkserve's version and exit."),
+) -> None:
     """mkserve: from a model file to a production endpoint that scales."""
 
 
@@ -56,11 +71,10 @@ def serve(
         None, help="text or json (default: text in a terminal, json otherwise)."),
 ) -> None:
     """Serve SOURCE on this machine with the same runtime the image runs (gunicorn + flask)."""
-    from .serve import exec_runtime, serve_env
+    from .serve import check_port_free, exec_runtime, serve_env
 
-    if not source.exists():
-        raise MkserveError(f"{source}: no such file or folder; pass a .mar, a .tar.gz or a "
-                           "model folder")
+    source = model_source(str(source), _err)
+    check_port_free(host, port)
     fmt = log_format or ("text" if sys.stderr.isatty() else "json")
     env = serve_env(str(source), {
         "host": host, "port": port, "workers": workers, "threads": threads,
@@ -135,7 +149,7 @@ def build(
         raise UsageError("--fill-wheelhouse needs --wheelhouse DIR (without --wheelhouse "
                          "mkserve always downloads into its cache)")
     request = BuildRequest(
-        source=source, tags=tuple(tag), base_image=base_image, gpu=gpu,
+        source=str(model_source(source, _err)), tags=tuple(tag), base_image=base_image, gpu=gpu,
         torch_version=torch_version, torch_index_url=torch_index_url,
         python_version=python_version, platform=platform,
         requirements=tuple(str(r) for r in requirements), labels=tuple(label),
@@ -160,8 +174,9 @@ def build(
 @app.command()
 def run(
     image: str = typer.Argument(..., help="An image built by mkserve build."),
-    port: int | None = typer.Option(None, "--port", "-p",
-                                       help="Host port (default: a free one)."),
+    port: str | None = typer.Option(None, "--port", "-p", metavar="HOST_PORT[:PORT]",
+                                    help="Host port to publish the serving port on, or "
+                                         "HOST:CONTAINER as docker -p (default: a free one)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Leave it running and return."),
     env: list[str] = typer.Option([], "--env", "-e", help="Run-time ENV NAME=VALUE."),
     read_only: bool = typer.Option(False, "--read-only",
@@ -169,15 +184,19 @@ def run(
 ) -> None:
     """Start IMAGE, wait until it is ready and print its URL (Ctrl-C stops and removes it)."""
     from .engine import connect
+    from .tryout import host_port
     from .tryout import run as run_container
 
-    run_container(connect(), image, port, detach, _err, _env_pairs(env), read_only)
+    published = host_port(port)
+    environment = _env_pairs(env)
+    run_container(connect(), image, published, detach, _err, environment, read_only)
 
 
 @app.command()
 def predict(
-    target: str = typer.Argument(..., help="http://HOST:PORT of a running server, or an IMAGE "
-                                           "(started for this one request)."),
+    target: str = typer.Argument(..., help="A running server (http://HOST:PORT, or HOST:PORT "
+                                           "for localhost, an IP or a dotted host name), or "
+                                           "an IMAGE (started for this one request)."),
     data: str = typer.Option(..., "--data", "-d", help="@file.json, - for stdin, or the body."),
     model: str | None = typer.Option(None, help="Model name (default: what it serves)."),
     content_type: str | None = typer.Option(None, help="Default: JSON if the body parses."),
@@ -204,7 +223,10 @@ def inspect_(
 
     from .describe import describe, format_text
     from .engine import connect
+    from .sources import looks_like_a_path
 
+    if Path(target).exists() or looks_like_a_path(target):
+        target = str(model_source(target, _err))
     data = describe(target, connect)
     typer.echo(json.dumps(data, indent=2, default=str) if as_json else format_text(data))
 
@@ -223,22 +245,59 @@ register_render(app)
 register_bench(app)
 
 
+def tidy_help(command: Any) -> None:
+    """Help placeholders as a reader expects them: no `<bool>` after a flag, TEXT / INTEGER /
+    PATH rather than `<str>` / `<int>` / `<path>`, NAME... for repeatable options."""
+    kinds = {int: "INTEGER", float: "NUMBER", str: "TEXT", Path: "PATH"}
+    for param in command.params:
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or param.name.upper()
+            # typer prints an argument's type after its name (SOURCE <str>); its help says it
+            param.display_type_rich = lambda ctx: ""
+            continue
+        if param.metavar is not None:
+            continue
+        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif getattr(param, "multiple", False):
+            param.metavar = param.name.upper().replace("_", "-") + "..."
+        else:
+            inner = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+            kind = inner[0] if len(inner) == 1 else annotation
+            param.metavar = kinds.get(kind, "TEXT")  # type: ignore[call-overload]
+    make_help_option = command.get_help_option  # made per context, not in .params
+
+    def help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+
+
 def main() -> None:
-    """Console entry point: render MkserveError as one line and its exit code."""
+    """Console entry point: usage errors as typer prints them (exit 2), MkserveError as one
+    line and its exit code, anything else as one line unless MKSERVE_DEBUG is set."""
+    command = typer.main.get_command(app)
+    tidy_help(command)
     try:
-        app(standalone_mode=False)
+        command.main(prog_name="mkserve", standalone_mode=True)
     except MkserveError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except Exception as exc:
+        if os.environ.get("MKSERVE_DEBUG"):
+            raise
+        typer.secho(f"error: mkserve failed unexpectedly ({type(exc).__name__}: {exc}); rerun "
+                    "with MKSERVE_DEBUG=1 for the traceback, and please report it",
+                    err=True, fg=typer.colors.RED)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

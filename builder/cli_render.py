@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import EngineError, UsageError
+from .sources import looks_like_a_path, model_source
 
 
 def image_labels(ref: str) -> Mapping[str, str]:
@@ -78,7 +79,8 @@ def render_command(
             if key in ("cpu", "memory"):  # the flag beats request/limit from the file
                 overrides.pop(f"{key}_request", None)
                 overrides.pop(f"{key}_limit", None)
-    if Path(target).exists():
+    if Path(target).exists() or looks_like_a_path(target):
+        target = str(model_source(target, lambda line: typer.echo(line, err=True)))
         spec = from_source(target, image or "", overrides)
         if not image:
             from .spec import default_tag  # what `mkserve build SOURCE` tags by default

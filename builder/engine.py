@@ -62,7 +62,8 @@ class Engine(Protocol):
     def push(self, tag: str, on_event: OnEvent) -> None: ...
     def run(self, image: str, *, ports: Mapping[int, int | None],
             environment: Mapping[str, str] | None = None, name: str | None = None,
-            read_only: bool = False, tmpfs: Mapping[str, str] | None = None) -> Container: ...
+            read_only: bool = False, tmpfs: Mapping[str, str] | None = None,
+            stop_timeout: int | None = None) -> Container: ...
     def inspect(self, image: str) -> ImageInfo | None: ...
     def remove(self, image: str) -> None: ...
 
@@ -191,15 +192,38 @@ class DockerEngine:
 
     def run(self, image: str, *, ports: Mapping[int, int | None],
             environment: Mapping[str, str] | None = None, name: str | None = None,
-            read_only: bool = False, tmpfs: Mapping[str, str] | None = None) -> Container:
+            read_only: bool = False, tmpfs: Mapping[str, str] | None = None,
+            stop_timeout: int | None = None) -> Container:
+        """Create and start a container; one that fails to start is removed again.
+
+        `stop_timeout` is the engine's wait between SIGTERM and SIGKILL on a `docker
+        stop` without -t (Podman's Docker API otherwise gives its containers 0: killed
+        at once, no drain).
+        """
+        api = self.client.api
         try:
-            container = self.client.containers.run(
-                image, detach=True, name=name, environment=dict(environment or {}),
-                ports={f"{p}/tcp": h for p, h in ports.items()}, read_only=read_only,
+            host_config = api.create_host_config(
+                port_bindings={f"{p}/tcp": h for p, h in ports.items()}, read_only=read_only,
                 tmpfs=dict(tmpfs or {}))
+            created = api.create_container(
+                image, detach=True, name=name, environment=dict(environment or {}),
+                ports=[f"{p}/tcp" for p in ports], host_config=host_config,
+                stop_timeout=stop_timeout)
         except self._errors() as exc:
             raise EngineError(f"could not start {image}: {exc}; {engine_hint(str(exc))}"
                               ) from exc
+        container = self.client.containers.get(created["Id"])
+        try:
+            container.start()
+        except self._errors() as exc:
+            container.remove(force=True)  # never leave a "Created" container behind
+            text = str(exc)
+            if "address already in use" in text.lower():
+                taken = ", ".join(str(h) for h in ports.values() if h)
+                raise EngineError(f"could not start {image}: port {taken} is already in use "
+                                  "on this machine; pass another with --port/-p, or leave it "
+                                  "out for a free one") from exc
+            raise EngineError(f"could not start {image}: {text}; {engine_hint(text)}") from exc
         return _DockerContainer(container)
 
     def inspect(self, image: str) -> ImageInfo | None:

@@ -1,7 +1,9 @@
 """`mkserve serve`: run the image's runtime locally, with no container engine."""
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -26,3 +28,27 @@ def exec_runtime(env: Mapping[str, str]) -> None:
     """Replace this process by the runtime, exactly as the image's ENTRYPOINT starts it."""
     argv = [sys.executable, "-m", "mkserve.runtime"]
     os.execvpe(argv[0], argv, dict(env))
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse at once, with the flag to change, a port another process listens on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use (another server?); "
+                                 "pass --port with a free one, e.g. --port "
+                                 f"{free_port(host, family)}") from None
+            if exc.errno == errno.EACCES:
+                raise UsageError(f"port {port} needs privileges on this machine; pass --port "
+                                 "1024 or above") from None
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def free_port(host: str, family: int) -> int:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

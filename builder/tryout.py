@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 import time
 import urllib.error
@@ -23,6 +25,7 @@ class Started:
     url: str
     model: str
     port: int
+    stop_timeout: int
 
 
 def http(method: str, url: str, body: bytes | None = None,
@@ -54,6 +57,20 @@ def wait_ready(url: str, timeout: float, container: Container | None = None) -> 
     raise EngineError(f"{url}/readyz did not answer 200 within {timeout:g}s{tail}")
 
 
+# What `docker stop` waits past the runtime's graceful timeout before it kills: the
+# master's own shutdown after the workers have drained.
+STOP_MARGIN_S = 4
+
+
+def stop_timeout(labels: Mapping[str, str], env: Mapping[str, str]) -> int:
+    """Seconds between SIGTERM and SIGKILL that cover the image's drain."""
+    graceful = env.get("MKSERVE_GRACEFUL_TIMEOUT") or labels.get(L.GRACEFUL_TIMEOUT_S) or "8"
+    try:
+        return math.ceil(float(graceful)) + STOP_MARGIN_S
+    except ValueError:
+        raise UsageError(f"MKSERVE_GRACEFUL_TIMEOUT={graceful!r}: expected seconds") from None
+
+
 def start(engine: Engine, image: str, host_port: int | None = None,
           environment: Mapping[str, str] | None = None, read_only: bool = False,
           name: str | None = None) -> Started:
@@ -65,9 +82,10 @@ def start(engine: Engine, image: str, host_port: int | None = None,
     env = dict(environment or {})
     exposed = [int(p.split("/")[0]) for p in info.exposed_ports]
     port = int(env.get("PORT") or labels.get(L.PORT) or (exposed[0] if exposed else 8080))
+    waits = stop_timeout(labels, env)
     container = engine.run(image, ports={port: host_port}, environment=env, name=name,
                            read_only=read_only, tmpfs={"/tmp": "rw,mode=1777"} if read_only
-                           else None)
+                           else None, stop_timeout=waits)
     try:
         published = container.host_port(port)
         if published is None:
@@ -78,7 +96,7 @@ def start(engine: Engine, image: str, host_port: int | None = None,
     except BaseException:
         container.remove()
         raise
-    return Started(container, url, labels.get(L.MODEL_NAME) or "", port)
+    return Started(container, url, labels.get(L.MODEL_NAME) or "", port, waits)
 
 
 def run(engine: Engine, image: str, host_port: int | None, detach: bool, out: Out,
@@ -99,9 +117,33 @@ def run(engine: Engine, image: str, host_port: int | None, detach: bool, out: Ou
         pass
     finally:
         out("stopping ...")
-        started.container.stop(timeout=15)
+        started.container.stop(timeout=started.stop_timeout)
         started.container.remove()
     return started
+
+
+HOST_PORT = re.compile(r"(localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|"
+                       r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+):\d{1,5}")
+
+
+def server_url(target: str) -> str | None:
+    """The URL of a server named as http(s)://... or HOST:PORT; None for an image."""
+    if target.startswith(("http://", "https://")):
+        return target.rstrip("/")
+    if HOST_PORT.fullmatch(target):
+        return f"http://{target}"
+    return None
+
+
+def host_port(text: str | None) -> int | None:
+    """`-p 8080` or docker's `-p 8080:8080`: the host port to publish on."""
+    if text is None:
+        return None
+    host, _, _container = text.partition(":")
+    if not host.isdigit() or not 0 < int(host) < 65536 or (_container and not
+                                                          _container.isdigit()):
+        raise UsageError(f"--port {text}: expected a port (8080) or HOST:CONTAINER (8080:8080)")
+    return int(host)
 
 
 def read_data(data: str) -> bytes:
@@ -156,13 +198,22 @@ def predict(target: str, body: bytes, engine_factory: Callable[[], Engine],
             model: str | None = None, content_type: str | None = None, out: Out = print,
             ) -> tuple[int, str]:
     """One request to a URL, or to IMAGE in a throw-away container."""
-    if target.startswith(("http://", "https://")):
-        return predict_url(target, body, model, content_type)
+    url = server_url(target)
+    if url is not None:
+        try:
+            return predict_url(url, body, model, content_type)
+        except urllib.error.URLError as exc:
+            raise MkserveError(f"nothing is listening at {url} ({exc.reason}); start a "
+                               "server with `mkserve serve MODEL` or `mkserve run IMAGE`, or "
+                               "check the host and port") from None
+        except OSError as exc:
+            raise MkserveError(f"no answer from {url} ({exc}); check the host and port"
+                               ) from None
     engine = engine_factory()
     out(f"starting {target} for one request ...")
     started = start(engine, target)
     try:
         return predict_url(started.url, body, model or started.model, content_type)
     finally:
-        started.container.stop(timeout=15)
+        started.container.stop(timeout=started.stop_timeout)
         started.container.remove()

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -390,3 +391,103 @@ def test_optimized_transformer_image_answers_like_the_original_model(
         for g, w in zip(answer, want, strict=True):
             assert g["predicted_class"] == w["predicted_class"]
             assert g["probabilities"] == pytest.approx(w["probabilities"], abs=1e-4, rel=1e-3)
+
+
+# -- docker stop drains ------------------------------------------------------------------------
+
+SLOW_HANDLER = """
+import time
+
+
+def handle(data, context):
+    if data is None:
+        return None
+    time.sleep(2.0)
+    return [{"slept": 2.0} for _ in data]
+"""
+
+
+@pytest.fixture(scope="session")
+def slow_image(images: Images, archives_dir: Path) -> Built:
+    folder = archives_dir / "slowpoke"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "handler.py").write_text(SLOW_HANDLER)
+    (folder / "mkserve.yaml").write_text("modelName: slowpoke\nhandler: handler.py\n")
+    return images.build(folder, "slowpoke")
+
+
+def stop_while_busy(engine: Any, container_id: str, url: str) -> tuple[list[int], int, float]:
+    """Two requests in flight, then `docker stop` with no -t: their statuses, the exit
+    code, and how long the stop took."""
+    answers: list[int] = []
+
+    def ask() -> None:
+        answer = requests.post(f"{url}/predictions/slowpoke", json={"x": 1}, timeout=30)
+        answers.append(answer.status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # both are with the model now
+    started = time.monotonic()
+    engine.client.api.stop(container_id)  # as `docker stop` without -t sends it
+    took = time.monotonic() - started
+    for thread in threads:
+        thread.join(30)
+    state = engine.client.api.inspect_container(container_id)["State"]
+    return answers, state["ExitCode"], took
+
+
+def test_docker_stop_drains_a_container_from_mkserve_run(slow_image: Built, engine: Any) -> None:
+    """`mkserve run -d` gives the container a stop timeout that covers the drain (Podman's
+    Docker API gives 0 otherwise: SIGKILL at once, exit 137, answers lost)."""
+    run = subprocess.run([sys.executable, "-m", "mkserve.builder.cli", "run", slow_image.tag,
+                          "--detach"], capture_output=True, text=True, check=False, timeout=300)
+    assert run.returncode == 0, run.stderr
+    url = re.search(r"ready: (http://\S+)", run.stderr).group(1)  # type: ignore[union-attr]
+    container_id = re.search(r"container ([0-9a-f]{12})", run.stderr).group(1)  # type: ignore
+    try:
+        config = engine.client.api.inspect_container(container_id)["Config"]
+        assert config["StopTimeout"] == 8 + 4 and config["StopSignal"] in ("SIGTERM", 15, "15")
+        answers, code, took = stop_while_busy(engine, container_id, url)
+        assert answers == [200, 200] and code == 0, (answers, code)
+        assert took < 12
+    finally:
+        engine.client.api.remove_container(container_id, force=True)
+
+
+def test_docker_run_with_a_stop_timeout_drains_too(slow_image: Built, engine: Any) -> None:
+    """A plain `docker run --stop-timeout 12` (what the README says to pass on Podman)."""
+    api = engine.client.api
+    created = api.create_container(
+        slow_image.tag, ports=["8080/tcp"], stop_timeout=12,
+        host_config=api.create_host_config(port_bindings={"8080/tcp": None}))
+    container_id = created["Id"]
+    try:
+        api.start(container_id)
+        port = api.inspect_container(container_id)["NetworkSettings"]["Ports"]["8080/tcp"][0]
+        url = f"http://127.0.0.1:{port['HostPort']}"
+        from mkserve.builder.tryout import wait_ready
+
+        wait_ready(url, 120)
+        answers, code, _ = stop_while_busy(engine, container_id, url)
+        assert answers == [200, 200] and code == 0, (answers, code)
+    finally:
+        api.remove_container(container_id, force=True)
+
+
+def test_run_on_a_port_in_use_says_so_and_leaves_no_container(classifier: Built,
+                                                              engine: Any) -> None:
+    import socket
+
+    before = {c["Id"] for c in engine.client.api.containers(all=True)}
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "mkserve.builder.cli", "run",
+                              classifier.tag, "-p", f"{port}:8080", "--detach"],
+                             capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 4 and "Traceback" not in run.stderr, run.stderr
+    assert f"port {port} is already in use" in run.stderr and "--port" in run.stderr
+    assert {c["Id"] for c in engine.client.api.containers(all=True)} == before
