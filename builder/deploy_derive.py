@@ -172,6 +172,17 @@ def registry_host(image: str) -> str:
     return "docker.io"
 
 
+def unpullable_reason(image: str) -> str | None:
+    """Why a cluster could not pull `image`, if it could not: a registry on this machine,
+    or a bare name that means an official Docker Hub image."""
+    registry = registry_host(image)
+    if registry.split(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]"):
+        return "is on this machine's engine only (registry localhost)"
+    if "/" not in image.split("@", 1)[0]:
+        return f"names the Docker Hub image docker.io/library/{image_repository(image)}"
+    return None
+
+
 def image_repository(image: str) -> str:
     """The image reference without its tag or digest."""
     without_digest = image.split("@", 1)[0]
@@ -211,6 +222,11 @@ def target_warnings(spec: DeploySpec, groups: frozenset[str]) -> tuple[list[str]
         if spec.gpu and (parse_cpu(spec.cpu_limit) < 4 or
                          parse_memory(spec.memory_limit) < 16 * 2**30):
             warnings.append("Cloud Run GPU instances need at least 4 CPU and 16Gi memory")
+    unpullable = unpullable_reason(spec.image)
+    if unpullable and groups & {"kubernetes", "knative", "kserve", "cloudrun"}:
+        warnings.append(f"{spec.image} {unpullable}: a cluster cannot pull it; push the image "
+                        "to a registry the cluster can reach (mkserve build SOURCE -t "
+                        "REGISTRY/NAME:TAG --push) and render with --image REGISTRY/NAME:TAG")
     if "compose" in groups and spec.host_port == spec.prometheus_host_port:
         warnings.append(f"docker-compose.yaml publishes the model and Prometheus on the same "
                         f"host port {spec.host_port}; set host_port or prometheus_host_port "

@@ -474,6 +474,24 @@ def test_platform_problems_refuse_to_render() -> None:
     assert any("Cloud Run" in w for w in deploy_render.warnings(slow))
 
 
+@pytest.mark.parametrize(("image", "why"), [
+    ("localhost/classifier:1.0", "on this machine's engine only"),
+    ("127.0.0.1:5000/classifier:1.0", "on this machine's engine only"),
+    ("classifier:1.0", "docker.io/library/classifier"),
+    ("ghcr.io/acme/classifier:1.0", None),
+    ("acme/classifier:1.0", None),
+])
+def test_an_image_a_cluster_cannot_pull_gets_a_warning(image: str, why: str | None) -> None:
+    spec = deploy.from_labels(image, CPU_LABELS, {})
+    said = [w for w in deploy_render.warnings(spec) if "cannot pull" in w]
+    if why is None:
+        assert said == []
+    else:
+        assert len(said) == 1 and why in said[0] and "--push" in said[0]
+    assert not [w for w in deploy_render.warnings(spec, frozenset({"compose"}))
+                if "cannot pull" in w]  # compose runs on this machine
+
+
 # -- the GitHub Actions workflow and the docs -------------------------------------------------
 
 
