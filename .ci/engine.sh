@@ -32,6 +32,10 @@ SUITE=bookworm
 
 CONF=$DIR/containers.conf
 STORAGE_CONF=$DIR/storage.conf
+REGISTRIES_CONF=$DIR/registries.conf
+# The plain-HTTP registry tests push to (Debian's docker-registry, started by the tests):
+# Podman speaks TLS to every registry not listed as insecure here.
+TEST_REGISTRY=${MKSERVE_TEST_REGISTRY:-localhost:5111}
 SOCK=$DIR/podman.sock
 PIDFILE=$DIR/podman.pid
 LOG=$DIR/podman-service.log
@@ -49,12 +53,16 @@ timed() {
 }
 
 # Podman with our config, without exporting anything into the caller's shell.
-pm() { CONTAINERS_CONF=$CONF CONTAINERS_STORAGE_CONF=$STORAGE_CONF podman "$@"; }
+pm() {
+    CONTAINERS_CONF=$CONF CONTAINERS_STORAGE_CONF=$STORAGE_CONF \
+        CONTAINERS_REGISTRIES_CONF=$REGISTRIES_CONF podman "$@"
+}
 
 print_env() {
     printf 'export CONTAINERS_CONF=%q\n' "$CONF"
     printf 'export CONTAINERS_STORAGE_CONF=%q\n' "$STORAGE_CONF"
     printf 'export DOCKER_HOST=%q\n' "unix://$SOCK"
+    printf 'export MKSERVE_TEST_REGISTRY=%q\n' "$TEST_REGISTRY"
 }
 
 # --- 1. packages -----------------------------------------------------------
@@ -84,12 +92,15 @@ install_packages() {
 
 # --- 2. configuration ------------------------------------------------------
 
-# Write a file only when its content changes, so repeated runs are no-ops.
+# Write a file only when its content changes, so repeated runs are no-ops;
+# CHANGED=1 afterwards when any file was (re)written (a running service must restart).
+CHANGED=0
 write_if_changed() {
     local path=$1 content=$2
     if [ -f "$path" ] && [ "$(cat "$path")" = "$content" ]; then return; fi
     printf '%s\n' "$content" >"$path.tmp.$$"
     mv -f "$path.tmp.$$" "$path"
+    CHANGED=1
     log "wrote $path"
 }
 
@@ -135,6 +146,15 @@ network_config_dir = \"$DIR/networks\""
 driver = \"$DRIVER\"
 runroot = \"$VOLATILE/storage\"
 graphroot = \"$DIR/graph\""
+
+    # Names are always fully qualified in the tests (nothing can be pulled), so no
+    # search registries; the test registry is plain HTTP on the loopback.
+    write_if_changed "$REGISTRIES_CONF" "# written by .ci/engine.sh — do not edit
+unqualified-search-registries = []
+
+[[registry]]
+location = \"$TEST_REGISTRY\"
+insecure = true"
 }
 
 # --- 3. API service --------------------------------------------------------
@@ -169,6 +189,10 @@ is_our_service() {
 
 start_service() {
     command -v "$PY" >/dev/null || die "$PY is needed to check the API (set PYTHON=...)"
+    if [ "$CHANGED" = 1 ] && api_ping; then
+        log "configuration changed: restarting the service"
+        stop_service
+    fi
     if api_ping; then
         log "API already answering on $SOCK"
         return
@@ -188,7 +212,7 @@ start_service() {
         # lock fd: inherited, it would keep the lock held for the service's
         # whole life and every later run of this script would hang in flock.
         CONTAINERS_CONF=$CONF CONTAINERS_STORAGE_CONF=$STORAGE_CONF \
-            setsid nohup podman system service --time=0 "unix://$SOCK" \
+            CONTAINERS_REGISTRIES_CONF=$REGISTRIES_CONF setsid nohup podman system service --time=0 "unix://$SOCK" \
             </dev/null >>"$LOG" 2>&1 9>&- &
         pid=$!
         echo "$pid" >"$PIDFILE"

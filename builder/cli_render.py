@@ -63,6 +63,11 @@ def render_command(
         "--values", "-f", help="YAML file of deploy settings (flags win).")] = None,
     only: Annotated[str | None, typer.Option(
         help="Comma-separated: kubernetes, knative, cloudrun, kserve, compose, github.")] = None,
+    mkserve_from: Annotated[str | None, typer.Option(
+        metavar="URL|REQUIREMENT",
+        help="Where the CI workflow installs mkserve from: a git URL "
+             "(git+https://github.com/OWNER/mkserve@v0.1.0), a wheel URL or path, or a "
+             "requirement (default: where this mkserve was installed from).")] = None,
 ) -> None:
     """Write Kubernetes, Knative, Cloud Run, KServe, compose and CI files for SOURCE or IMAGE."""
     from .deploy import from_labels, from_source, load_values
@@ -89,8 +94,18 @@ def render_command(
             typer.secho(f"note: no --image given; the manifests run {spec.image}", err=True)
     else:
         spec = from_labels(image or target, image_labels(target), overrides)
+    notes: list[str] = []
+    if "github" in groups:
+        from .deploy_ci import installed_requirement, requirement_from
+
+        if mkserve_from is not None:
+            spec = spec.replace(mkserve_requirement=requirement_from(mkserve_from))
+        elif not spec.mkserve_requirement:
+            requirement, problem = installed_requirement()
+            spec = spec.replace(mkserve_requirement=requirement)
+            notes += [problem] if problem else []
     files = render_files(spec, groups)
-    for warning in warnings(spec, groups):
+    for warning in [*warnings(spec, groups), *notes]:
         typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
     for path in write_files(files, out):
         typer.echo(str(path))

@@ -89,6 +89,11 @@ class DeploySpec:
     # and Prometheus' (default 9090). Change them when those ports are taken on the host.
     host_port: int = 0
     prometheus_host_port: int = 9090
+    # The CI workflow: how it installs mkserve (a pip requirement; "" = mkserve==<this
+    # version>, which `mkserve render` replaces with how this mkserve was installed) and the
+    # torch the runner installs, whose version `mkserve build` copies into the image.
+    mkserve_requirement: str = ""
+    torch_version: str = ""
 
     def replace(self, **changes: Any) -> DeploySpec:
         return dataclasses.replace(self, **changes)
@@ -161,6 +166,7 @@ def from_labels(image: str, labels: Mapping[str, str] | None,
         "graceful_timeout_s": read(L.GRACEFUL_TIMEOUT_S, "graceful_timeout_s"),
         "response_timeout_s": read(L.RESPONSE_TIMEOUT_S, "response_timeout_s"),
         "gpu": str(labels.get(L.GPU, "")).strip().lower() == "true",
+        "torch_version": str(labels.get(L.TORCH_VERSION, "")).split("+", 1)[0],
     }
     if problems:
         raise UsageError(f"{image}: unreadable labels: " + "; ".join(problems))
@@ -200,6 +206,7 @@ def from_source(path: str | os.PathLike[str], image: str,
         # deviceType says: a CPU image's manifests must not claim a GPU.
         "gpu": False,
         "source": _ci_source(path),
+        "torch_version": _host_torch_version(),
     }
     return _complete(base, overrides or {}, min_workers=_int(config.get("minWorkers")),
                      max_workers=_int(config.get("maxWorkers")))
@@ -377,6 +384,16 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _host_torch_version() -> str:
+    """The torch installed here, which `mkserve build SOURCE` copies (without its +cpu label)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch").split("+", 1)[0]
+    except metadata.PackageNotFoundError:
+        return ""
 
 
 def _ci_source(path: str | os.PathLike[str]) -> str:

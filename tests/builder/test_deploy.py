@@ -5,10 +5,12 @@ MKSERVE_UPDATE_GOLDEN=1 python -m pytest tests/builder/test_deploy.py
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,9 +21,15 @@ import kubernetes_validate
 import pytest
 import typer
 import yaml
-from mkserve.builder import cli_render, deploy, deploy_render
+from mkserve.builder import cli_render, deploy, deploy_ci, deploy_render
 from mkserve.builder import labels as L
-from mkserve.builder.deploy_ci import BUILD_COMMAND, CONTEXT_COMMAND, RENDER_COMMAND
+from mkserve.builder.deploy_ci import (
+    BUILD_COMMAND,
+    CONTEXT_COMMAND,
+    GPU_BUILD_COMMAND,
+    GPU_CONTEXT_COMMAND,
+    RENDER_COMMAND,
+)
 from mkserve.builder.errors import EngineError, UsageError
 from mkserve.runtime.devices import plan_workers
 from mkserve.runtime.settings import RuntimeSettings, resolve
@@ -50,10 +58,11 @@ CPU_LABELS = {
     L.MODEL_NAME: "classifier", L.MODEL_VERSION: "1.0", L.PORT: "8080", L.WORKERS: "0",
     L.THREADS: "0", L.BATCH_SIZE: "32", L.GPU: "false", L.STARTUP_TIMEOUT_S: "300",
     L.GRACEFUL_TIMEOUT_S: "8", L.RESPONSE_TIMEOUT_S: "120", L.MAX_BATCH_DELAY_MS: "5",
+    L.TORCH_VERSION: "2.13.0+cpu",
 }
 GPU_LABELS = {
     **CPU_LABELS, L.MODEL_NAME: "text_classifier", L.MODEL_VERSION: "2.0", L.PORT: "8081",
-    L.BATCH_SIZE: "8", L.GPU: "true", L.STARTUP_TIMEOUT_S: "900",
+    L.BATCH_SIZE: "8", L.GPU: "true", L.STARTUP_TIMEOUT_S: "900", L.TORCH_VERSION: "2.13.0",
 }
 # name -> (image, labels, overrides)
 CASES: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
@@ -495,7 +504,7 @@ def test_an_image_a_cluster_cannot_pull_gets_a_warning(image: str, why: str | No
 # -- the GitHub Actions workflow and the docs -------------------------------------------------
 
 
-def test_workflow_is_a_valid_github_actions_file(rendered: dict) -> None:
+def test_workflow_is_a_valid_github_actions_file(rendered: dict, case: str) -> None:
     workflow = one(rendered, "github/workflow.yaml")
     assert {"name", "on", "jobs"} <= set(workflow), "quote `on` so YAML 1.1 keeps it a key"
     assert {"push", "workflow_dispatch"} <= set(workflow["on"])
@@ -506,12 +515,87 @@ def test_workflow_is_a_valid_github_actions_file(rendered: dict) -> None:
             assert ("uses" in step) != ("run" in step), step
             if "uses" in step:
                 assert re.match(r"^[\w.-]+/[\w.-]+@v\d+$", step["uses"]), step["uses"]
+    gpu = case == "gpu"
     steps = {s["name"]: s for s in workflow["jobs"]["mkserve"]["steps"]}
-    assert steps["Build and push with mkserve"]["run"].strip() == BUILD_COMMAND
+    assert steps["Build and push with mkserve"]["run"].strip() == \
+        (GPU_BUILD_COMMAND if gpu else BUILD_COMMAND)
     assert steps["Render deployment manifests"]["run"].strip() == RENDER_COMMAND
+    # The runner's torch is the CPU build at the image's version (build copies the version).
+    assert steps["Install mkserve"]["run"].splitlines()[0] == \
+        'pip install torch==2.13.0+cpu --extra-index-url "$TORCH_CPU_INDEX"'
+    assert workflow["env"]["TORCH_CPU_INDEX"] == "https://download.pytorch.org/whl/cpu"
     buildx = {s["name"]: s for s in workflow["jobs"]["buildx"]["steps"]}
-    assert buildx["Write the build context"]["run"].strip() == CONTEXT_COMMAND
+    assert buildx["Write the build context"]["run"].strip() == \
+        (GPU_CONTEXT_COMMAND if gpu else CONTEXT_COMMAND)
     assert buildx["Build and push with buildx"]["with"]["context"] == "ctx"
+
+
+@pytest.mark.parametrize(("given", "requirement"), [
+    ("git+https://github.com/acme/mkserve@v0.1.0",
+     "mkserve @ git+https://github.com/acme/mkserve@v0.1.0"),
+    ("https://example.com/dl/mkserve-0.1.0-py3-none-any.whl",
+     "mkserve @ https://example.com/dl/mkserve-0.1.0-py3-none-any.whl"),
+    ("./tools/mkserve-0.1.0-py3-none-any.whl", "./tools/mkserve-0.1.0-py3-none-any.whl"),
+    ("mkserve==0.1.0", "mkserve==0.1.0"),
+])
+def test_mkserve_from_takes_a_git_url_a_wheel_or_a_requirement(given: str,
+                                                               requirement: str) -> None:
+    assert deploy_ci.requirement_from(given) == requirement
+
+
+def test_mkserve_from_refuses_what_pip_cannot_install_as_mkserve() -> None:
+    with pytest.raises(UsageError, match="expected a git URL"):
+        deploy_ci.requirement_from("torch==2.13.0")
+
+
+class _Installed:
+    """What importlib.metadata reads of an installed mkserve: its direct_url.json."""
+
+    def __init__(self, direct_url: dict | None) -> None:
+        self.direct_url = direct_url
+
+    def read_text(self, name: str) -> str | None:
+        assert name == "direct_url.json"
+        return json.dumps(self.direct_url) if self.direct_url is not None else None
+
+
+def _installed_as(monkeypatch: pytest.MonkeyPatch, direct_url: dict | None) -> None:
+    monkeypatch.setattr(deploy_ci.metadata, "distribution", lambda name: _Installed(direct_url))
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
+def test_the_workflow_installs_mkserve_the_way_it_was_installed_here(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    version = deploy_ci.__version__
+    _installed_as(monkeypatch, None)  # from an index: the same version from it
+    assert deploy_ci.installed_requirement() == (f"mkserve=={version}", None)
+    _installed_as(monkeypatch, {"url": "https://github.com/acme/mkserve", "vcs_info": {
+        "vcs": "git", "commit_id": "0123abc", "requested_revision": "main"}})
+    assert deploy_ci.installed_requirement() == \
+        ("mkserve @ git+https://github.com/acme/mkserve@0123abc", None)
+    # A clone of GitHub's repository (the README's install): its origin at its tag or commit.
+    checkout = tmp_path / "mkserve"
+    checkout.mkdir()
+    _git(checkout, "init", "-q")
+    _git(checkout, "commit", "-q", "--allow-empty", "-m", "one")
+    _git(checkout, "remote", "add", "origin", "git@github.com:acme/mkserve.git")
+    _installed_as(monkeypatch, {"url": checkout.as_uri(), "dir_info": {"editable": True}})
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    assert deploy_ci.installed_requirement() == \
+        (f"mkserve @ git+https://github.com/acme/mkserve.git@{commit}", None)
+    _git(checkout, "tag", f"v{version}")
+    assert deploy_ci.installed_requirement()[0] == \
+        f"mkserve @ git+https://github.com/acme/mkserve.git@v{version}"
+    # A clone of a clone, or a local wheel: no runner reaches it, and the warning says so.
+    _git(checkout, "remote", "set-url", "origin", str(tmp_path / "elsewhere"))
+    requirement, warning = deploy_ci.installed_requirement()
+    assert requirement == f"mkserve=={version}"
+    assert warning and str(checkout) in warning and "--mkserve-from" in warning
 
 
 def test_docs_show_the_same_commands_and_every_file() -> None:
