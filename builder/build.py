@@ -224,6 +224,10 @@ def build_image(engine: Engine, spec: BuildSpec, context: Path, out: Out) -> Bui
     progress.flush()
     seconds = time.monotonic() - started
     info = engine.inspect(image_id)
+    kept = engine.stage_images()
+    if kept:
+        out(f"the engine keeps {kept} build stages as untagged images (layer cache for the "
+            "next build); `mkserve prune` removes them")
     pushed: list[str] = []
     if spec.push:
         for tag in spec.tags:

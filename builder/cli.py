@@ -231,6 +231,20 @@ def inspect_(
     typer.echo(json.dumps(data, indent=2, default=str) if as_json else format_text(data))
 
 
+@app.command()
+def prune() -> None:
+    """Remove the untagged build-stage images that builds leave as layer cache (Podman and
+    Docker's legacy builder keep every stage; the next build of a model then starts over)."""
+    from .engine import connect
+
+    removed = connect().prune_stages()
+    if removed:
+        typer.echo(f"removed {removed} untagged build-stage images")
+    else:
+        typer.echo("no build-stage images to remove (Docker's BuildKit keeps its cache "
+                   "apart: docker builder prune)")
+
+
 def _env_pairs(items: list[str]) -> dict[str, str]:
     pairs = {}
     for item in items:

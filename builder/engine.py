@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import labels as L
 from .errors import EngineError
 
 Event = dict[str, Any]
@@ -66,6 +67,8 @@ class Engine(Protocol):
             stop_timeout: int | None = None) -> Container: ...
     def inspect(self, image: str) -> ImageInfo | None: ...
     def remove(self, image: str) -> None: ...
+    def stage_images(self) -> int: ...
+    def prune_stages(self) -> int: ...
 
 
 def split_tag(reference: str) -> tuple[str, str]:
@@ -270,6 +273,42 @@ class DockerEngine:
             return
         except self._errors() as exc:
             raise EngineError(f"could not remove {image}: {exc}") from exc
+
+
+    def stage_images(self) -> int:
+        """How many finished mkserve build stages the engine keeps as untagged images (layer
+        cache): the leaves of their chains, which no tagged image needs."""
+        try:
+            found = self.client.api.images(all=True, filters={"label": L.STAGE,
+                                                              "dangling": True})
+        except self._errors() as exc:
+            raise EngineError(f"could not list images: {exc}") from exc
+        return sum(1 for image in found if not _tagged(image))
+
+    def prune_stages(self) -> int:
+        """Remove untagged stage images; how many. (Not the bytes: Podman's SpaceReclaimed
+        adds up every removed image's full size, shared base layers included.)
+
+        Images no container uses and no tag needs; tagged images and the layers they
+        share stay. Podman removes a stage's whole chain at once; an engine that removes
+        only the leaves (what it calls dangling) gets another pass for their parents.
+        """
+        removed = 0
+        for _ in range(64):  # a stage is a few steps deep; a bound all the same
+            try:
+                result = self.client.api.prune_images(
+                    filters={"dangling": True, "label": L.STAGE})
+            except self._errors() as exc:
+                raise EngineError(f"could not remove build-stage images: {exc}") from exc
+            deleted = [d for d in (result.get("ImagesDeleted") or []) if d.get("Deleted")]
+            if not deleted:
+                break
+            removed += len(deleted)
+        return removed
+
+
+def _tagged(image: Mapping[str, Any]) -> bool:
+    return any(tag and tag != "<none>:<none>" for tag in image.get("RepoTags") or [])
 
 
 def _base_of(context: Path) -> str | None:

@@ -23,6 +23,10 @@ THREADS = PREFIX + "threads"  # request threads per worker
 GPU = PREFIX + "gpu"  # "true" for GPU builds
 TORCH_VERSION = PREFIX + "torch.version"
 MKSERVE_VERSION = PREFIX + "version"
+# The Dockerfile stage an image came from (deps, model-deps, serve). Engines that keep each
+# step as an image (Podman, Docker's legacy builder) leave the stages untagged as layer
+# cache; `mkserve prune` finds them by this label.
+STAGE = PREFIX + "stage"
 
 OCI_CREATED = "org.opencontainers.image.created"
 OCI_VERSION = "org.opencontainers.image.version"

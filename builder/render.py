@@ -156,6 +156,7 @@ def context(spec: BuildSpec) -> dict[str, Any]:
         "healthcheck_cmd": hc_cmd,
         "labels": _block(spec.labels),
         "created_label": L.OCI_CREATED,
+        "stage_label": L.STAGE,
         "entrypoint": json.dumps([PYTHON, "-m", "mkserve.runtime"]),
     }
 

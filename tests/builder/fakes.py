@@ -84,6 +84,14 @@ class FakeEngine:
     def remove(self, image: str) -> None:
         self.calls.append(("remove", image))
 
+    def stage_images(self) -> int:
+        self.calls.append(("stage_images", None))
+        return 0
+
+    def prune_stages(self) -> int:
+        self.calls.append(("prune_stages", None))
+        return 0
+
 
 def make_lock(folder: Path) -> Lock:
     """A lock over two dummy wheel files (stand-ins for torch and flask)."""

@@ -141,13 +141,14 @@ def test_build_then_push_through_the_engine_interface(tiny_model: Path, fake_eng
                                       build_args=("HTTP_PROXY=http://proxy:3128",)),
                          lines.append, factory)
     assert factory.calls == 1
-    assert [c[0] for c in fake_engine.calls] == ["build", "inspect", "push", "push"]
+    assert [c[0] for c in fake_engine.calls] == ["build", "inspect", "stage_images", "push",
+                                                "push"]
     build = fake_engine.calls[0][1]
     assert build["tags"] == ["registry.example.com/team/tiny:2.0", "tiny:latest"]
     assert build["platform"] == "linux/amd64" and build["nocache"] is False
     assert build["buildargs"]["HTTP_PROXY"] == "http://proxy:3128"
     assert "MKSERVE_CREATED" in build["buildargs"]
-    assert [c[1] for c in fake_engine.calls[2:]] == list(build["tags"])
+    assert [c[1] for c in fake_engine.calls[3:]] == list(build["tags"])
     assert isinstance(result, B.BuildResult)
     assert result.pushed == tuple(build["tags"]) and result.size == 123_456_789
     text = summary(result)

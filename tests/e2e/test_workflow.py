@@ -15,6 +15,7 @@ CPU wheel).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,3 +155,20 @@ def test_the_rendered_workflow_installs_builds_and_pushes(
         answer = requests.post(f"{url}/predictions/classifier",
                                json={"features": [0.1 * i for i in range(1, 11)]}, timeout=30)
         assert answer.status_code == 200, answer.text
+
+
+def test_prune_removes_the_stage_images_builds_leave_and_keeps_the_image(
+        images: Images, engine, tmp_path: Path) -> None:
+    """Podman keeps every build stage as an untagged image (the 1 GB virtualenv stage among
+    them); the build says so, `mkserve prune` removes them, the built image still runs."""
+    built = images.build(make_archive("classifier", tmp_path), "prune")
+    assert "`mkserve prune` removes them" in built.stderr
+    assert engine.stage_images() > 0
+    pruned = subprocess.run([sys.executable, "-m", "mkserve.builder.cli", "prune"],
+                            capture_output=True, text=True, check=False)
+    assert pruned.returncode == 0, pruned.stderr
+    assert re.match(r"removed \d+ untagged build-stage images$", pruned.stdout.strip()), \
+        pruned.stdout
+    assert engine.stage_images() == 0
+    with images.serve(built.tag) as (_, url):
+        assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
