@@ -49,10 +49,11 @@ def _is_example(name: str) -> bool:
 
 def bench_command(
     target: Annotated[str, typer.Argument(
-        metavar="ARCHIVE|URL|IMAGE",
+        metavar="ARCHIVE|URL|IMAGE|RESULTS.json",
         help="A .mar to run mkserve and TorchServe 0.12 side by side on (or an example name "
              "in a checkout: classifier, transformer); http://HOST:PORT of a running server; "
-             "or an image built by `mkserve build` (started for the benchmark).")],
+             "an image built by `mkserve build` (started for the benchmark); or the JSON of "
+             "an earlier run (--json), to show its summary and --plot it again.")],
     data: Annotated[str | None, typer.Option(
         "--data", "-d", help="One request body: @file.json, - for stdin, or the text "
                              "(default: the example's own input).")] = None,
@@ -70,6 +71,10 @@ def bench_command(
         "--env", "-e", help="Extra environment for mkserve, NAME=VALUE.")] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write every figure to this JSON file.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", metavar="FILE.png",
+        help="Also draw throughput and latency against connections, mkserve and TorchServe "
+             "side by side (needs matplotlib: pip install 'mkserve[plot]').")] = None,
 ) -> None:
     """Measure throughput, p50/p99 latency and errors with wrk at each connection count.
 
@@ -79,11 +84,23 @@ def bench_command(
     URL or an image: that server alone (an image adds its cold start).
     """
     from .bench import loadgen
+    from .bench import plot as charts
     from .bench.bench import run_benchmark
     from .bench.servers import ServerError
     from .cli import _env_pairs
     from .tryout import read_data
 
+    if target.endswith(".json"):
+        report = charts.load_report(target)
+        typer.echo(charts.summary_table(report))
+        if plot is not None:
+            typer.echo(f"wrote {charts.plot(report, plot)}", err=True)
+        return
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401  (fail before a long run, not after it)
+        except ImportError as exc:
+            raise UsageError("--plot needs matplotlib: pip install 'mkserve[plot]'") from exc
     counts = _connections(connections)
     body = read_data(data) if data is not None else None
     if precision not in (None, "bf16", "fp16"):
@@ -98,26 +115,28 @@ def bench_command(
     try:
         if target.startswith(("http://", "https://")):
             url = _prediction_url(target)
-            run_benchmark(url=url, body=_default_body(url, body), **common)
+            report = run_benchmark(url=url, body=_default_body(url, body), **common)
         elif Path(target).exists() or _is_example(target):
-            run_benchmark([target], body=body, precision=precision, optimize=optimize,
-                          mkserve_env=extra_env,
-                          only=[k.strip() for k in only.split(",") if k.strip()] or None,
-                          **common)
+            report = run_benchmark(
+                [target], body=body, precision=precision, optimize=optimize,
+                mkserve_env=extra_env,
+                only=[k.strip() for k in only.split(",") if k.strip()] or None, **common)
         elif target.endswith((".mar", ".tar.gz", ".tgz")) or target.startswith((".", "/")):
             raise UsageError(f"{target}: no such file or folder")
         else:
-            _bench_image(target, body, extra_env, common)
+            report = _bench_image(target, body, extra_env, common)
     except (ServerError, loadgen.LoadError) as exc:
         raise MkserveError(str(exc)) from exc
     except SystemExit as exc:  # the benchmark's own usage errors
         if isinstance(exc.code, str):
             raise UsageError(exc.code) from exc
         raise
+    if plot is not None:
+        typer.echo(f"wrote {charts.plot(report, plot)}", err=True)
 
 
 def _bench_image(image: str, body: bytes | None, env: dict[str, str],
-                 common: dict[str, Any]) -> None:
+                 common: dict[str, Any]) -> dict[str, Any]:
     from .bench.bench import run_benchmark
     from .engine import connect
     from .tryout import start
@@ -136,12 +155,13 @@ def _bench_image(image: str, body: bytes | None, env: dict[str, str],
         if status != 200:
             raise MkserveError(f"{url} answered {status}: {answer[:300]!r}")
         typer.echo(f"{image}: cold start (container start to first 200) {cold:.2f} s", err=True)
-        run_benchmark(url=url, body=body, **common)
+        report = run_benchmark(url=url, body=body, **common)
         typer.echo(f"\n{image}: cold start to first 200 {cold:.2f} s (container start included); "
                    "memory is measured with an archive (PSS of the process tree)")
     finally:
         started.container.stop(timeout=15)
         started.container.remove()
+    return report
 
 
 def register(app: typer.Typer) -> None:

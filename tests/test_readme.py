@@ -35,3 +35,24 @@ def test_own_ci_workflow_runs_the_readme_test_command_and_builds_an_example():
     assert "bash .ci/run" in runs["test"]
     assert any(r.startswith("ruff check") for r in runs["lint"])
     assert any("mkserve build" in r for r in runs["example-image"])
+
+
+def test_the_pictures_are_drawn_from_the_repository():
+    """The flow diagram is what docs/flow.py draws from the code today; the benchmark chart
+    and the table under it come from the run whose JSON the README names."""
+    import subprocess
+    import sys
+
+    from mkserve.builder.bench.plot import load_report, summary_table
+
+    root = Path(__file__).parents[1]
+    assert "](docs/img/flow.svg)" in README and "](docs/img/bench.png)" in README
+    check = subprocess.run([sys.executable, str(root / "docs/flow.py"), "--check"],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    command = re.search(r"`mkserve bench (benchmarks/\S+\.json) --plot docs/img/bench\.png`",
+                        README)
+    assert command, "the README names the command that draws its chart"
+    performance = README.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    assert summary_table(load_report(root / command.group(1))) in performance
+    assert (root / "docs/img/bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
