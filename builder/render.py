@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+from mkserve.runtime import QUIET_WARNINGS
 from mkserve.runtime.settings import BY_NAME, to_env
 
 from . import labels as L
@@ -101,9 +102,7 @@ def static_env(spec: BuildSpec) -> str:
              ("PYTHONDONTWRITEBYTECODE", "1"),
              # UID 1000 has no passwd entry: give libraries a writable home and a login name.
              ("HOME", "/tmp"), ("LOGNAME", "mkserve"),
-             # torch warns in plain text at import when numpy is absent (it is optional);
-             # that line would break the one-JSON-object-per-line log contract.
-             ("PYTHONWARNINGS", "ignore:Failed to initialize NumPy"),
+             ("PYTHONWARNINGS", QUIET_WARNINGS),  # torch's "Failed to initialize NumPy"
              *to_env({"model_dir": MODEL_DIR}).items()]
     if spec.gpu:
         pairs += list(GPU_ENV)

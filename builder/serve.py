@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from mkserve.runtime import QUIET_WARNINGS
 from mkserve.runtime.settings import SettingsError, to_env
 
 from .errors import UsageError
@@ -21,6 +22,9 @@ def serve_env(source: str, overrides: Mapping[str, Any],
         env.update(to_env({"model_dir": os.path.abspath(source), **overrides}))
     except (SettingsError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
+    # As in the image (and after the caller's own filters, which therefore win).
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [QUIET_WARNINGS,
+                                                   env.get("PYTHONWARNINGS", "")]))
     return env
 
 

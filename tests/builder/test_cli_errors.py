@@ -75,6 +75,8 @@ def cases(model_store: Path, tmp_path: Path) -> list[tuple[list[str], int, str, 
         (["predict", f"localhost:{port}", "-d", "{}"], 1,
          f"nothing is listening at http://localhost:{port}", NOWHERE),
         (["predict", "some/image:1", "-d", "{}"], 4, "Point DOCKER_HOST at", NOWHERE),
+        (["prune"], 4, "Point DOCKER_HOST at", NOWHERE),
+        (["bench", str(tmp_path / "nope.json")], 2, "cannot read the benchmark results", {}),
         (["serve", "model.mar", "--port", "notaport"], 2, "Invalid value for '--port'", {}),
     ]
 
