@@ -56,7 +56,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
     workers: int | None = typer.Option(None, help="Worker processes (default: from CPUs/GPUs)."),
-    threads: int | None = typer.Option(None, help="Threads per worker for routes other than plain predictions."),
+    threads: int | None = typer.Option(
+        None, help="Threads per worker for routes other than plain predictions."),
     batch_size: int | None = typer.Option(None, help="Largest batch (batchSize)."),
     max_batch_delay: float | None = typer.Option(
         None, help="Most a request waits for company while the model is busy, ms (maxBatchDelay)."),
@@ -184,11 +185,11 @@ def run(
 ) -> None:
     """Start IMAGE, wait until it is ready and print its URL (Ctrl-C stops and removes it)."""
     from .engine import connect
-    from .tryout import host_port
+    from .tryout import env_pairs, host_port
     from .tryout import run as run_container
 
     published = host_port(port)
-    environment = _env_pairs(env)
+    environment = env_pairs(env)
     run_container(connect(), image, published, detach, _err, environment, read_only)
 
 
@@ -245,16 +246,6 @@ def prune() -> None:
                    "apart: docker builder prune)")
 
 
-def _env_pairs(items: list[str]) -> dict[str, str]:
-    pairs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--env {item!r}: expected NAME=VALUE")
-        pairs[key] = value
-    return pairs
-
-
 register_render(app)
 register_bench(app)
 
@@ -279,7 +270,7 @@ def tidy_help(command: Any) -> None:
         else:
             inner = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
             kind = inner[0] if len(inner) == 1 else annotation
-            param.metavar = kinds.get(kind, "TEXT")  # type: ignore[call-overload]
+            param.metavar = kinds.get(kind, "TEXT") if isinstance(kind, type) else "TEXT"
     make_help_option = command.get_help_option  # made per context, not in .params
 
     def help_option(ctx: Any) -> Any:

@@ -87,8 +87,7 @@ def bench_command(
     from .bench import plot as charts
     from .bench.bench import run_benchmark
     from .bench.servers import ServerError
-    from .cli import _env_pairs
-    from .tryout import read_data
+    from .tryout import env_pairs, read_data
 
     if target.endswith(".json"):
         report = charts.load_report(target)
@@ -105,7 +104,7 @@ def bench_command(
     body = read_data(data) if data is not None else None
     if precision not in (None, "bf16", "fp16"):
         raise UsageError(f"--precision {precision}: expected bf16 or fp16")
-    extra_env = _env_pairs(env or [])
+    extra_env = env_pairs(env or [])
     common: dict[str, Any] = {"duration": duration, "warmup": warmup, "connections": counts,
                               "rounds": rounds, "json_out": json_out}
     try:

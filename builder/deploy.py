@@ -335,6 +335,12 @@ def validate(spec: DeploySpec) -> list[str]:
     if not _DNS_LABEL_RE.match(spec.name):
         problems.append(f"name={spec.name!r}: must be lower-case letters, digits and '-', "
                         "starting with a letter (Knative and KServe require it)")
+    return [*problems, *_resource_problems(spec), *_scaling_problems(spec),
+            *_duration_problems(spec)]
+
+
+def _resource_problems(spec: DeploySpec) -> list[str]:
+    problems = []
     if parse_cpu(spec.cpu_request) > parse_cpu(spec.cpu_limit):
         problems.append(f"cpu_request={spec.cpu_request} is above cpu_limit={spec.cpu_limit}")
     if parse_memory(spec.memory_request) > parse_memory(spec.memory_limit):
@@ -342,6 +348,11 @@ def validate(spec: DeploySpec) -> list[str]:
                         f"memory_limit={spec.memory_limit}")
     if spec.gpu and spec.gpu_count < 1:
         problems.append(f"gpu_count={spec.gpu_count}: a GPU build needs at least 1")
+    return problems
+
+
+def _scaling_problems(spec: DeploySpec) -> list[str]:
+    problems = []
     if spec.max_scale < 1 or spec.min_scale > spec.max_scale:
         problems.append(f"min_scale={spec.min_scale}, max_scale={spec.max_scale}: need "
                         "0 <= min_scale <= max_scale and max_scale >= 1")
@@ -363,6 +374,11 @@ def validate(spec: DeploySpec) -> list[str]:
         problems.append(f"previous_revision={spec.previous_revision!r}: not a revision name; "
                         "read it with kubectl get ksvc NAME -o "
                         "jsonpath='{.status.latestReadyRevisionName}'")
+    return problems
+
+
+def _duration_problems(spec: DeploySpec) -> list[str]:
+    problems = []
     for key in ("startup_timeout_s", "graceful_timeout_s", "response_timeout_s"):
         if getattr(spec, key) <= 0:
             problems.append(f"{key}={getattr(spec, key)}: must be greater than 0")
@@ -370,13 +386,6 @@ def validate(spec: DeploySpec) -> list[str]:
         if getattr(spec, key) < 0:
             problems.append(f"{key}={getattr(spec, key)}: must not be negative")
     return problems
-
-
-def render(spec: DeploySpec, only: set[str] | frozenset[str] | None = None) -> dict[str, str]:
-    """Relative path -> YAML text for every manifest (or the groups in `only`)."""
-    from .deploy_render import render_files
-
-    return render_files(spec, only)
 
 
 def _int(value: Any) -> int | None:

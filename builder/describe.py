@@ -1,4 +1,4 @@
-"""`mkserve inspect`: what an image (from its labels) or a model source serves, without running it."""
+"""`mkserve inspect`: what an image (from its labels) or a model source serves, not running it."""
 from __future__ import annotations
 
 import tempfile

@@ -96,7 +96,7 @@ def _samples(sample_inputs: Any, methods: Sequence[str]) -> list[tuple[str, tupl
     if sample_inputs is None:
         return []
     if isinstance(sample_inputs, Mapping):
-        out = []
+        out: list[tuple[str, tuple[Any, ...]]] = []
         for method, calls in sample_inputs.items():
             if method not in methods:
                 raise ValueError(f"sample inputs name method {method!r}, which the model does not "
@@ -143,7 +143,7 @@ def _compare(expected: Any, got: Any, tol: Tolerance, where: str = "output") -> 
         if not isinstance(got, (list, tuple)) or len(got) != len(expected):
             raise _Mismatch(f"{where}: structure differs")
         return max((_compare(e, g, tol, f"{where}[{i}]")
-                    for i, (e, g) in enumerate(zip(expected, got))), default=0.0)
+                    for i, (e, g) in enumerate(zip(expected, got, strict=False))), default=0.0)
     if isinstance(expected, Mapping):
         if not isinstance(got, Mapping) or set(got) != set(expected):
             raise _Mismatch(f"{where}: keys differ")

@@ -124,7 +124,8 @@ def healthcheck(spec: BuildSpec) -> tuple[str, str]:
     probe = ("import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' "
              "% os.environ.get('PORT', '8080'), timeout=4)")
     # The start period covers the model load, so a slow load is not "unhealthy".
-    options = (f"--interval=15s --timeout=5s --start-period={max(5, round(spec.startup_timeout_s))}s"
+    start_period = max(5, round(spec.startup_timeout_s))
+    options = (f"--interval=15s --timeout=5s --start-period={start_period}s"
                " --retries=3")
     return options, json.dumps([PYTHON, "-c", probe])
 

@@ -1,4 +1,4 @@
-"""The build spec: flags, the archive's manifest and model-config, and config.properties, as one value.
+"""The build spec: flags, the archive's manifest and model-config, config.properties, as one value.
 
 Precedence, written once (`PRECEDENCE`): CLI flag > config.properties >
 model-config.yaml > default. Only the first two are baked into the image as
@@ -41,7 +41,8 @@ FLAGS = {"batch_size": "--batch-size", "max_batch_delay_ms": "--max-batch-delay"
          "response_timeout_s": "--response-timeout", "max_request_bytes": "--max-request-size"}
 
 _NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-TAG_RE = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_NAME}(?:/{_NAME})*(?::[\w][\w.-]{{0,127}})?$")
+TAG_RE = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_NAME}(?:/{_NAME})*"
+                    rf"(?::[\w][\w.-]{{0,127}})?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VERSION_RE = re.compile(r"^\d+(\.\d+)*([a-z]+\d*)?(\.post\d+)?(\.dev\d+)?(\+[A-Za-z0-9.]+)?$")
 
@@ -234,7 +235,8 @@ def _settings_layers(request: BuildRequest, ts: TsConfig | None,
     return merged, sources, extras
 
 
-def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = None, *,
+# Over the complexity ceiling: to be split into validate, settings layers, labels, spec (issue 14).
+def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = None, *,  # noqa: C901
               host_torch: str | None = None, revision: str | None = None,
               source_url: str | None = None) -> BuildSpec:
     """Validate the request against the source and fold everything into one BuildSpec."""

@@ -28,6 +28,17 @@ class Started:
     stop_timeout: int
 
 
+def env_pairs(items: list[str]) -> dict[str, str]:
+    """`-e NAME=VALUE` options (run, bench) as a mapping."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env {item!r}: expected NAME=VALUE")
+        pairs[key] = value
+    return pairs
+
+
 def http(method: str, url: str, body: bytes | None = None,
          headers: Mapping[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes, str]:
     """(status, body, content type); HTTP errors are answers here, not exceptions."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -62,8 +63,32 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = service.settings.max_request_bytes
     app.service = service
-    model_name = service.model_name
+    _health_routes(app, service)
+    predict = _prediction_routes(app, service, metrics)
+    register_kserve(app, service, predict)
 
+    new_request_id = request_ids()
+    requests = RequestLog(metrics, access_log, service.model_name)
+
+    @app.before_request
+    def _begin() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request.environ.get("HTTP_X_REQUEST_ID") or new_request_id()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        requests.finish(response, request.method, request.path, str(request.endpoint),
+                        g.request_id, g.started)
+        return response
+
+    app.flask_wsgi_app = app.wsgi_app
+    app.fast_path = FastPath(service, metrics, requests, new_request_id, app.flask_wsgi_app)
+    app.wsgi_app = app.fast_path.wsgi_app  # type: ignore[method-assign]
+    _error_handlers(app, service)
+    return app
+
+
+def _health_routes(app: ServingApp, service: ModelService) -> None:
     def health(ok: bool) -> Response:
         if ok:
             return json_response({"status": "Healthy"})
@@ -80,8 +105,14 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
     @app.get("/readyz")
     def readyz() -> Response:
         if service.ready:
-            return json_response({"status": "ready", "model": model_name})
+            return json_response({"status": "ready", "model": service.model_name})
         return json_response({"status": service.state, "reason": service.reason}, 503)
+
+
+def _prediction_routes(app: ServingApp, service: ModelService, metrics: Any,
+                       ) -> Callable[[list[dict[str, Any]]], list[Outcome]]:
+    """TorchServe's /predictions routes; returns the predict call the KServe routes share."""
+    model_name = service.model_name
 
     @app.post("/predictions/<model>")
     @app.post("/predictions/<model>/<version>")
@@ -127,26 +158,11 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
             if metrics_on:
                 metrics.request_finished(status, (time.perf_counter() - g.started) * 1000.0)
 
-    register_kserve(app, service, _predict)
+    return _predict
 
-    new_request_id = request_ids()
-    requests = RequestLog(metrics, access_log, model_name)
 
-    @app.before_request
-    def _begin() -> None:
-        g.started = time.perf_counter()
-        g.request_id = request.environ.get("HTTP_X_REQUEST_ID") or new_request_id()
-
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        requests.finish(response, request.method, request.path, str(request.endpoint),
-                        g.request_id, g.started)
-        return response
-
-    app.flask_wsgi_app = app.wsgi_app
-    app.fast_path = FastPath(service, metrics, requests, new_request_id, app.flask_wsgi_app)
-    app.wsgi_app = app.fast_path.wsgi_app  # type: ignore[method-assign]
-
+def _error_handlers(app: ServingApp, service: ModelService) -> None:
+    """Every error as a JSON body with the right status, never an HTML page or a traceback."""
     @app.errorhandler(ServingError)
     def _serving_error(error: ServingError) -> Response:
         return error_response(error)
@@ -170,5 +186,3 @@ def create_app(service: ModelService, metrics: Any = None, access_log: bool = Tr
     def _unexpected(error: Exception) -> Response:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return error_response(ServingError(f"internal error: {type(error).__name__}"))
-
-    return app

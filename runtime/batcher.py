@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .errors import ServingError
+
 
 class Outcome:
     """What a row came back with: a value and response details, or an error."""
@@ -14,7 +16,8 @@ class Outcome:
     __slots__ = ("content_type", "error", "headers", "status", "value")
 
     def __init__(self, value: Any = None, status: int = 200, content_type: str | None = None,
-                 headers: dict[str, str] | None = None, error: Exception | None = None) -> None:
+                 headers: dict[str, str] | None = None,
+                 error: ServingError | None = None) -> None:
         self.value = value
         self.status = status
         self.content_type = content_type

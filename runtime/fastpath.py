@@ -262,7 +262,7 @@ class FastPath:
     def answer(self, result: Pending | Answer, environ: Callable[[], dict[str, Any]],
                ) -> tuple[str, list[tuple[str, str]], bytes]:
         """The WSGI status, headers and body of a settled Pending or of an answer."""
-        if type(result) is Pending:
+        if isinstance(result, Pending):
             result = self.complete(result)
         if isinstance(result, tuple):
             code, headers, body = result
@@ -298,7 +298,7 @@ class FastPath:
         request_id = environ.get("HTTP_X_REQUEST_ID") or self.new_request_id()
         result = self.begin(path, raw, content_type, environ_headers(environ), request_id,
                             started, None)
-        if type(result) is Pending:
+        if isinstance(result, Pending):
             if not result.group.wait(result.deadline - time.monotonic()):
                 self.service.expire(result.jobs)
             result = self.complete(result)

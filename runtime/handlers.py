@@ -83,7 +83,8 @@ def import_handler_module(source: ModelSource) -> tuple[types.ModuleType, str | 
         return importlib.import_module(name), function
     except ModuleNotFoundError as exc:
         if exc.name != name and not name.startswith(f"{exc.name}."):
-            raise HandlerError(f"handler {source.handler!r} imports a module that is not installed: "
+            raise HandlerError(f"handler {source.handler!r} imports a module that is not "
+                               "installed: "
                                f"{exc.name}; add it to the archive's requirements file or to "
                                "`mkserve build --requirements`") from exc
     try:

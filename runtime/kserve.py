@@ -49,19 +49,34 @@ def register_kserve(app: Flask, service: Any, predict: Predict) -> None:
     model, 413, 503 not ready or queue full with Retry-After, 504 deadline, 500 handler
     bug). A request with several rows fails as a whole with the first failing row's status.
     """
+    _v1_routes(app, service, predict)
+    _v2_routes(app, service, predict)
+    app.after_request(_kserve_error_shape)
+
+
+def _check_model(service: Any, model: str, version: str | None = None) -> None:
+    name = service.model_name
+    if model != name:
+        raise NotFound(f"model {model!r} is not served here; this server serves {name!r}")
+    if version is not None and version != service.model_version:
+        raise NotFound(f"version {version!r} of {name} is not served here; this server "
+                       f"serves version {service.model_version}")
+
+
+def _not_ready(service: Any, body: dict[str, Any]) -> Response:
+    message = f"model {service.model_name} is not ready: {service.reason}"
+    return _json({**body, "error": message}, 503)
+
+
+def _v1_routes(app: Flask, service: Any, predict: Predict) -> None:
     name = service.model_name
 
     def check_model(model: str, version: str | None = None) -> None:
-        if model != name:
-            raise NotFound(f"model {model!r} is not served here; this server serves {name!r}")
-        if version is not None and version != service.model_version:
-            raise NotFound(f"version {version!r} of {name} is not served here; this server "
-                           f"serves version {service.model_version}")
+        _check_model(service, model, version)
 
     def not_ready(body: dict[str, Any]) -> Response:
-        return _json({**body, "error": f"model {name} is not ready: {service.reason}"}, 503)
+        return _not_ready(service, body)
 
-    # -- V1 ---------------------------------------------------------------
     @app.get("/v1/models")
     def v1_models() -> Response:
         return _json({"models": [name]})
@@ -81,7 +96,16 @@ def register_kserve(app: Flask, service: Any, predict: Predict) -> None:
         _raise_first_error(outcomes, "instance")
         return _json({"predictions": [o.value for o in outcomes]})
 
-    # -- V2 ---------------------------------------------------------------
+
+def _v2_routes(app: Flask, service: Any, predict: Predict) -> None:
+    name = service.model_name
+
+    def check_model(model: str, version: str | None = None) -> None:
+        _check_model(service, model, version)
+
+    def not_ready(body: dict[str, Any]) -> Response:
+        return _not_ready(service, body)
+
     @app.get("/v2", strict_slashes=False)
     def v2_server() -> Response:
         return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
@@ -129,8 +153,6 @@ def register_kserve(app: Flask, service: Any, predict: Predict) -> None:
         return _json({"model_name": name, "model_version": service.model_version,
                       "id": infer.id if infer.id is not None else g.request_id,
                       "outputs": outputs})
-
-    app.after_request(_kserve_error_shape)
 
 
 def _json(body: Any, status: int = 200) -> Response:

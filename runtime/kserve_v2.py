@@ -212,7 +212,7 @@ def to_rows(request: InferRequest) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for i in range(count):
         body = slices[0][i] if single else {
-            t.name: per_row[i] for t, per_row in zip(request.inputs, slices)}
+            t.name: per_row[i] for t, per_row in zip(request.inputs, slices, strict=False)}
         row: dict[str, Any] = {"body": body}
         if request.parameters:
             row["parameters"] = request.parameters
@@ -299,7 +299,8 @@ def output_tensor(name: str, rows: list[Any]) -> dict[str, Any]:
     if flat is None or datatype is None:
         return {"name": name, "shape": [len(rows)], "datatype": "BYTES",
                 "data": [dumps(row).decode() for row in rows]}
-    return {"name": name, "shape": [len(rows), *row_shape], "datatype": datatype, "data": flat}
+    shape = [len(rows), *(row_shape or [])]  # flat is only set when row_shape is
+    return {"name": name, "shape": shape, "datatype": datatype, "data": flat}
 
 
 def _shape_of(value: Any) -> list[int] | None:

@@ -39,48 +39,49 @@ class Metrics:
         self.registry = registry
         self.labels = {"model_name": model_name, "model_version": model_version}
         base = ("model_name", "model_version")
-        reg = {"registry": registry}
+        reg = registry
+        labels = self.labels
         self.requests = Counter("ts_inference_requests", "Prediction requests received",
-                                base, **reg).labels(**self.labels)
+                                base, registry=reg).labels(**labels)
         self.latency_ms = Histogram("ts_inference_latency_ms",
                                     "Time from request received to answer (ms)", base,
-                                    buckets=LATENCY_MS_BUCKETS, **reg).labels(**self.labels)
+                                    buckets=LATENCY_MS_BUCKETS, registry=reg).labels(**labels)
         self.queue_ms = Histogram("ts_queue_latency_ms", "Time a row waited for the model (ms)",
-                                  base, buckets=LATENCY_MS_BUCKETS, **reg).labels(**self.labels)
+                                  base, buckets=LATENCY_MS_BUCKETS, registry=reg).labels(**labels)
         self.latency_us = Gauge("ts_inference_latency_microseconds",
                                 "Total time spent answering requests (µs), TorchServe-compatible",
-                                base, multiprocess_mode="sum", **reg).labels(**self.labels)
+                                base, multiprocess_mode="sum", registry=reg).labels(**labels)
         self.queue_us = Gauge("ts_queue_latency_microseconds",
                               "Total time rows waited for the model (µs), TorchServe-compatible",
-                              base, multiprocess_mode="sum", **reg).labels(**self.labels)
+                              base, multiprocess_mode="sum", registry=reg).labels(**labels)
         self.workers = Gauge("ts_model_workers", "Workers serving the model (ready)",
                              ("model_name",), multiprocess_mode="livesum",
-                             **reg).labels(model_name=model_name)
+                             registry=reg).labels(model_name=model_name)
         self.gpu_memory = Gauge("ts_gpu_memory_used_bytes",
                                 "GPU memory allocated by the model's workers (0 on CPU)",
                                 ("model_name",), multiprocess_mode="livesum",
-                                **reg).labels(model_name=model_name)
+                                registry=reg).labels(model_name=model_name)
         self.batch_size = Histogram("mkserve_batch_size", "Rows per batch handed to the handler",
-                                    base, buckets=BATCH_BUCKETS, **reg).labels(**self.labels)
+                                    base, buckets=BATCH_BUCKETS, registry=reg).labels(**labels)
         self.inflight = Gauge("mkserve_inflight_requests", "Prediction requests being answered",
-                              base, multiprocess_mode="livesum", **reg).labels(**self.labels)
+                              base, multiprocess_mode="livesum", registry=reg).labels(**labels)
         self.queue_depth = Gauge("mkserve_queue_depth", "Rows waiting for the model",
-                                 base, multiprocess_mode="livesum", **reg).labels(**self.labels)
+                                 base, multiprocess_mode="livesum", registry=reg).labels(**labels)
         self.load_seconds = Gauge("mkserve_model_load_seconds", "Time to load the model (s)",
-                                  base, multiprocess_mode="max", **reg).labels(**self.labels)
+                                  base, multiprocess_mode="max", registry=reg).labels(**labels)
         self.responses = Counter("mkserve_responses", "Prediction answers by HTTP status",
-                                 base + ("status",), **reg)
+                                 base + ("status",), registry=reg)
         self.shed_total = Counter("mkserve_shed_requests", "Requests refused with a full queue",
-                                  base, **reg).labels(**self.labels)
+                                  base, registry=reg).labels(**labels)
         self.handler_errors = Counter("mkserve_handler_errors", "Batches or rows the handler "
-                                      "failed, by status", base + ("status",), **reg)
+                                      "failed, by status", base + ("status",), registry=registry)
         # prometheus-flask-exporter's default series, same names, labels and buckets: the
         # exporter still serves /metrics, the app records these with cached label children.
         self.http_duration = Histogram("flask_http_request_duration_seconds",
                                        "Flask HTTP request duration in seconds",
-                                       ("method", "endpoint", "status"), **reg)
+                                       ("method", "endpoint", "status"), registry=registry)
         self.http_total = Counter("flask_http_request_total", "Total number of HTTP requests",
-                                  ("method", "status"), **reg)
+                                  ("method", "status"), registry=registry)
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._responses: dict[int, Any] = {}
         self.gpu_memory.set(0)
@@ -164,7 +165,7 @@ class Metrics:
             log.warning("handler metric %s: dimensions %s differ from its first use %s; dropped",
                         name, sorted(dims), sorted(expected))
             return
-        child = metric.labels(model_name=self.labels["model_name"], **dims)
+        child: Any = metric.labels(model_name=self.labels["model_name"], **dims)
         if kind == "counter":
             child.inc(value)
         elif kind == "histogram":

@@ -47,7 +47,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-class _Logger(GunicornLogger):  # type: ignore[misc]
+class _Logger(GunicornLogger):
     """gunicorn's logger minus its access log: mkserve writes its own (MKSERVE_ACCESS_LOG).
 
     Given a logging config, gunicorn would build the access-log fields of every
@@ -92,7 +92,7 @@ class _AccessLogWriter(logging.Handler):
         """An INFO record of the access logger, made and written later by the writer."""
         self._pending.append((time.time_ns(), msg, args, extra))
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         self._pending.append(record)  # atomic: no lock, no formatting here
         return True
 
@@ -127,12 +127,14 @@ class _AccessLogWriter(logging.Handler):
 
     def _write(self) -> None:
         pending = self._pending
-        batches: dict[logging.StreamHandler[Any], list[str]] = {}
+        # Stream handlers (only those take the fast path and batched writes).
+        batches: dict[Any, list[str]] = {}
         while pending:
             item = pending.popleft()
             if type(item) is tuple and self._fast:
-                for handler in self._handlers:
-                    batches.setdefault(handler, []).append(self._json_line(handler, item))
+                for handler in self._handlers:  # _fast: every handler formats every line
+                    line = self._json_line(handler, item)
+                    batches.setdefault(handler, []).append(line)  # type: ignore[arg-type]
                 continue
             record = self._record(item)
             if record is None:
@@ -176,7 +178,7 @@ def _write_access_log_in_background() -> _AccessLogWriter:
     return writer
 
 
-class Runtime(BaseApplication):  # type: ignore[misc]
+class Runtime(BaseApplication):
     """gunicorn application: configuration in, one Flask app per worker out."""
 
     def __init__(self, settings: RuntimeSettings, source: ModelSource, plan: WorkerPlan) -> None:

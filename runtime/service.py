@@ -59,7 +59,8 @@ def classify(exc: BaseException) -> ServingError:
         return PredictionFailed(text, status=code if 400 <= code <= 599 else 500)
     if isinstance(exc, MemoryError) or name == "OutOfMemoryError" or "out of memory" in text:
         return OutOfMemory(f"out of memory while running the model: {name}: {text}")
-    if isinstance(exc, INPUT_ERRORS) or (isinstance(exc, RuntimeError) and SHAPE_ERROR.search(text)):
+    shape_error = isinstance(exc, RuntimeError) and SHAPE_ERROR.search(text)
+    if isinstance(exc, INPUT_ERRORS) or shape_error:
         return BadRequest(f"bad input: {name}: {text}")
     return HandlerFailed(f"handler error: {name}: {text}", status=500)
 
@@ -291,7 +292,7 @@ class ModelService:
         outcomes = self._execute(jobs)
         self.metrics.inference(len(jobs), (time.monotonic() - started) * 1000.0,
                                self.batcher.depth)
-        for job, outcome in zip(jobs, outcomes):
+        for job, outcome in zip(jobs, outcomes, strict=False):
             job.resolve(outcome)
         if self.gpu_id is not None:
             self._report_gpu_memory()
@@ -340,4 +341,4 @@ class ModelService:
             log.error(error.message)
             return [Outcome(error=error) for _ in jobs]
         return [Outcome(value, info.status, info.content_type, info.response_headers or None)
-                for value, info in zip(result, infos)]
+                for value, info in zip(result, infos, strict=False)]

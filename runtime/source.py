@@ -65,7 +65,8 @@ def open_source(path: str | os.PathLike[str], workdir: str | os.PathLike[str] | 
     """Open any accepted source; archives are unpacked into `workdir`."""
     src = Path(path)
     if not src.exists():
-        raise SourceError(f"{src}: no such file or folder; pass a .mar, a .tar.gz or a model folder")
+        raise SourceError(f"{src}: no such file or folder; pass a .mar, a .tar.gz or a "
+                          "model folder")
     if src.is_dir():
         return _open_folder(src)
     if workdir is None:
@@ -261,7 +262,8 @@ class _Budget:
         self.files += 1
         if self.bytes > MAX_UNPACKED_BYTES or self.files > MAX_FILES:
             raise SourceError(f"{self.origin}: unpacks to more than {MAX_UNPACKED_BYTES} bytes or "
-                              f"{MAX_FILES} files; raise MKSERVE_MAX_ARCHIVE_BYTES if it is genuine")
+                              f"{MAX_FILES} files; raise MKSERVE_MAX_ARCHIVE_BYTES if it is "
+                              "genuine")
 
 
 def _unpack_zip(src: Path, target: Path) -> None:

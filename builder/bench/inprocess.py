@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import Any
 
 
 def measure(archive: str, body: bytes, threads: int, batch: int, duration: float,
@@ -48,7 +49,7 @@ def measure(archive: str, body: bytes, threads: int, batch: int, duration: float
         handle = load_handler(source, context)
         payload = json.loads(body)
 
-        def autocast():
+        def autocast() -> contextlib.AbstractContextManager[Any]:
             if precision == "fp32":
                 return contextlib.nullcontext()
             dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -99,7 +99,7 @@ def plot(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     models = series(report)
     figure, axes = plt.subplots(len(models), 2, figsize=(10, 3.4 * len(models)),
                                 squeeze=False)
-    for row, (label, lines) in zip(axes, models.items()):
+    for row, (label, lines) in zip(axes, models.items(), strict=False):
         throughput, latency = row
         for key, legend in SERVERS:
             runs = lines.get(key) or []

@@ -26,7 +26,8 @@ class ServerError(RuntimeError):
 def post_once(url: str, body: bytes, content_type: str = "application/json",
               timeout: float = 5.0) -> tuple[int, bytes]:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                      timeout=timeout)
     try:
         conn.request("POST", parts.path, body=body, headers={"Content-Type": content_type})
         resp = conn.getresponse()
@@ -133,7 +134,8 @@ class Mkserve(Server):
 
 
 class Trivial(Mkserve):
-    """mkserve.builder.bench.trivial: the same gunicorn configuration, a do-nothing Flask endpoint."""
+    """mkserve.builder.bench.trivial: mkserve's gunicorn configuration, a do-nothing Flask
+    endpoint."""
 
     label = "trivial"
     variant = "flask"

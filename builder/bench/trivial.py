@@ -20,9 +20,13 @@ import logging
 import logging.config
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from mkserve.runtime.logs import logging_config
 from mkserve.runtime.server import Runtime, _owned_tempdir, prepare
+
+if TYPE_CHECKING:
+    from mkserve.runtime.app import ServingApp
 
 ANSWER = {"predicted_class": 1, "confidence": 0.357329398393631,
           "probabilities": [0.32086181640625, 0.357329398393631, 0.321808785200119],
@@ -62,7 +66,7 @@ class TrivialRoute:
     complete = expire = settled
 
 
-def trivial_app(model_name: str):
+def trivial_app(model_name: str) -> ServingApp:
     from flask import Response, request
     from mkserve.runtime.app import ServingApp
 
@@ -84,7 +88,7 @@ def trivial_app(model_name: str):
 
 
 class TrivialRuntime(Runtime):
-    def load(self):
+    def load(self) -> ServingApp:
         return trivial_app(self.settings.model_name or self.source.name)
 
 

@@ -104,7 +104,11 @@ class Dispatcher:
             return
         future = self.pool.submit(call_app, self.app, self.environ(request, conn))
         conn.inflight = (request, future)
-        future.add_done_callback(lambda _future: (self.done.append(conn), self.wake()))
+        def finished(_future: Future[Any]) -> None:
+            self.done.append(conn)
+            self.wake()
+
+        future.add_done_callback(finished)
 
     def answers(self, open_conns: set[Conn]) -> Iterator[tuple[Conn, Request, Any]]:
         """The connections whose answer is ready, with their request and result.

@@ -98,7 +98,7 @@ def test_compute_bound_limit_is_measured_again_in_every_round(tmp_path: Path):
     # then the best again next to mkserve, once per round
     assert len(limit["rounds"]) == 2 and all(r > 0 for r in limit["rounds"])
     served = [r["rps"] for r in transformer["servers"]["mkserve"]["loads"]["2"]]
-    expected = sorted(s / r for s, r in zip(served, limit["rounds"]))[1]
+    expected = sorted(s / r for s, r in zip(served, limit["rounds"], strict=False))[1]
     row = table_row(result.stdout, "c=2 req/s")
     assert f"same rounds {expected:.2f}×" in row[5]
     assert "≥0.9× in-proc " + ("✓" if expected >= 0.9 else "✗") in row[6]

@@ -91,7 +91,7 @@ def case(request: pytest.FixtureRequest) -> str:
 def rendered(case: str) -> dict[str, list[dict[str, Any]]]:
     """Rendered files of a case, parsed: path -> YAML documents."""
     return {path: [d for d in yaml.safe_load_all(text) if d is not None]
-            for path, text in deploy.render(spec_for(case)).items()}
+            for path, text in deploy_render.render_files(spec_for(case)).items()}
 
 
 def walk(value: Any) -> Iterator[tuple[Any, Any]]:
@@ -141,7 +141,7 @@ def serving_containers(rendered: dict[str, list[dict[str, Any]]]
 
 
 def test_golden_files(case: str) -> None:
-    files = deploy.render(spec_for(case))
+    files = deploy_render.render_files(spec_for(case))
     folder = GOLDEN / case
     if UPDATE:
         for old in folder.rglob("*") if folder.exists() else []:
@@ -157,7 +157,7 @@ def test_golden_files(case: str) -> None:
 
 
 def test_rendering_is_deterministic(case: str) -> None:
-    assert deploy.render(spec_for(case)) == deploy.render(spec_for(case))
+    assert deploy_render.render_files(spec_for(case)) == deploy_render.render_files(spec_for(case))
 
 
 def test_templates_fail_on_missing_values() -> None:
@@ -393,7 +393,7 @@ def test_gpu_builds_and_only_gpu_builds_ask_for_gpus(case: str, rendered: dict) 
 
 
 def test_pinned_env_is_valid_runtime_configuration(rendered: dict) -> None:
-    for path, container in serving_containers(rendered):
+    for _path, container in serving_containers(rendered):
         resolve(env_of(container))  # the runtime refuses what it cannot parse
         assert set(env_of(container)) >= {"MKSERVE_WORKERS", "MKSERVE_THREADS", "MODEL_NAME"}
 
@@ -402,7 +402,7 @@ def test_pinned_env_is_valid_runtime_configuration(rendered: dict) -> None:
 
 
 def test_canary_splits_traffic_with_the_previous_revision() -> None:
-    files = {p: yaml.safe_load(t) for p, t in deploy.render(spec_for("gpu")).items()}
+    files = {p: yaml.safe_load(t) for p, t in deploy_render.render_files(spec_for("gpu")).items()}
     traffic = files["knative/canary.yaml"]["spec"]["traffic"]
     assert traffic == [
         {"revisionName": "text-classifier-00001", "percent": 90, "tag": "current"},
@@ -412,15 +412,15 @@ def test_canary_splits_traffic_with_the_previous_revision() -> None:
     # The canary's revision template is the new image; everything else is the service's.
     canary, service = files["knative/canary.yaml"], files["knative/service.yaml"]
     assert canary["spec"]["template"] == service["spec"]["template"]
-    promoted = deploy.render(spec_for("gpu").replace(canary_percent=100))
+    promoted = deploy_render.render_files(spec_for("gpu").replace(canary_percent=100))
     assert yaml.safe_load(promoted["knative/canary.yaml"])["spec"]["traffic"][0]["percent"] == 0
-    assert "knative/canary.yaml" not in deploy.render(spec_for("cpu"))
+    assert "knative/canary.yaml" not in deploy_render.render_files(spec_for("cpu"))
 
 
 def test_scale_to_zero() -> None:
     spec = spec_for("scale-to-zero")
     assert spec.scale_to_zero and spec.min_scale == 0
-    files = {p: yaml.safe_load(t) for p, t in deploy.render(spec).items()}
+    files = {p: yaml.safe_load(t) for p, t in deploy_render.render_files(spec).items()}
     annotations = files["knative/service.yaml"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["autoscaling.knative.dev/min-scale"] == "0"
     assert annotations["autoscaling.knative.dev/scale-to-zero-pod-retention-period"] == "300s"
@@ -475,8 +475,8 @@ def test_values_file_and_kebab_case(tmp_path: Path) -> None:
 def test_platform_problems_refuse_to_render() -> None:
     spec = deploy.from_labels("x:1", {**CPU_LABELS, L.PORT: "9090"}, {})
     with pytest.raises(UsageError, match="reserved by Knative"):
-        deploy.render(spec)
-    files = deploy.render(spec, frozenset({"kubernetes", "compose"}))
+        deploy_render.render_files(spec)
+    files = deploy_render.render_files(spec, frozenset({"kubernetes", "compose"}))
     assert files and all(p.startswith(("kubernetes/", "docker-compose", "prometheus/"))
                          for p in files)
     slow = deploy.from_labels("x:1", {**CPU_LABELS, L.GRACEFUL_TIMEOUT_S: "30"}, {})

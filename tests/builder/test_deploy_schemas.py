@@ -383,26 +383,33 @@ def cloudrun_errors(service: dict[str, Any]) -> list[str]:
     if [len(c.get("ports") or []) for c in containers].count(1) != 1:
         errors.append("exactly one (ingress) container must have exactly one port")
     for container in containers:
-        for env in container.get("env") or []:
-            if env["name"] in KNATIVE_RESERVED_ENV:
-                errors.append(f"env {env['name']} is reserved by Cloud Run")
-        for key in container.get("resources", {}).get("limits", {}):
-            if key not in ("cpu", "memory", "nvidia.com/gpu"):
-                errors.append(f"resources.limits: unknown resource {key}")
-        for kind in ("startupProbe", "livenessProbe"):
-            probe = container.get(kind)
-            if probe and probe.get("timeoutSeconds", 1) > probe.get("periodSeconds", 10):
-                errors.append(f"{kind}: timeoutSeconds must not exceed periodSeconds")
-            if probe and probe.get("periodSeconds", 10) > 240:
-                errors.append(f"{kind}: periodSeconds above 240")
-        gpu = container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
-        if gpu is not None:
-            if "run.googleapis.com/accelerator" not in (spec.get("nodeSelector") or {}):
-                errors.append("a GPU limit needs nodeSelector run.googleapis.com/accelerator")
-            if annotations.get("run.googleapis.com/cpu-throttling") != "false":
-                errors.append("GPU services need run.googleapis.com/cpu-throttling: \"false\"")
-            if str(gpu) != "1":
-                errors.append("Cloud Run attaches one GPU per instance")
+        errors += _cloudrun_container_errors(container, spec, annotations)
+    return errors
+
+
+def _cloudrun_container_errors(container: dict[str, Any], spec: dict[str, Any],
+                               annotations: dict[str, Any]) -> list[str]:
+    errors = []
+    for env in container.get("env") or []:
+        if env["name"] in KNATIVE_RESERVED_ENV:
+            errors.append(f"env {env['name']} is reserved by Cloud Run")
+    for key in container.get("resources", {}).get("limits", {}):
+        if key not in ("cpu", "memory", "nvidia.com/gpu"):
+            errors.append(f"resources.limits: unknown resource {key}")
+    for kind in ("startupProbe", "livenessProbe"):
+        probe = container.get(kind)
+        if probe and probe.get("timeoutSeconds", 1) > probe.get("periodSeconds", 10):
+            errors.append(f"{kind}: timeoutSeconds must not exceed periodSeconds")
+        if probe and probe.get("periodSeconds", 10) > 240:
+            errors.append(f"{kind}: periodSeconds above 240")
+    gpu = container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+    if gpu is not None:
+        if "run.googleapis.com/accelerator" not in (spec.get("nodeSelector") or {}):
+            errors.append("a GPU limit needs nodeSelector run.googleapis.com/accelerator")
+        if annotations.get("run.googleapis.com/cpu-throttling") != "false":
+            errors.append("GPU services need run.googleapis.com/cpu-throttling: \"false\"")
+        if str(gpu) != "1":
+            errors.append("Cloud Run attaches one GPU per instance")
     return errors
 
 

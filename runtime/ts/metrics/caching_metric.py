@@ -49,7 +49,8 @@ class CachingMetric:
                 self._reject(f"no value for dimension {name!r} (names are {names})")
                 return
             values.append(self._defaults[name])
-        self._emit(self.metric_name, self.metric_type, value, self.unit, dict(zip(names, values)))
+        self._emit(self.metric_name, self.metric_type, value, self.unit,
+                   dict(zip(names, values, strict=False)))
 
     def update(self, value: float, request_id: str = "", dimensions: Any = None) -> None:
         """Record `value` with Dimension objects (TorchServe's older calling style)."""

@@ -5,6 +5,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ logger = logging.getLogger(__name__)
 _PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _same_batch(items: list[Any]) -> bool:
+def _same_batch(items: Sequence[Any]) -> bool:
     """True when items are tensors that all have the same leading (batch) size."""
     sizes = {item.shape[0] if isinstance(item, torch.Tensor) and item.dim() else None
              for item in items}
@@ -130,10 +131,11 @@ class BaseHandler:
             return data.tolist()
         if isinstance(data, (tuple, list)) and _same_batch(data):
             # Multi-output models: regroup so each request gets its own slice of each output.
-            return [list(row) for row in zip(*(item.tolist() for item in data))]
+            return [list(row) for row in zip(*(item.tolist() for item in data), strict=False)]
         if isinstance(data, dict) and _same_batch(list(data.values())):
             columns = {key: value.tolist() for key, value in data.items()}
-            return [dict(zip(columns, row)) for row in zip(*columns.values())]
+            return [dict(zip(columns, row, strict=False))
+                    for row in zip(*columns.values(), strict=False)]
         return data
 
     def handle(self, data: list[Any], context: Any) -> list[Any]:

@@ -27,7 +27,8 @@ class ImageSegmenter(VisionHandler):
             ])
 
     def postprocess(self, data: Any) -> list[Any]:
-        scores = data["out"] if isinstance(data, dict) else data  # torchvision models return {"out": ...}
+        # torchvision's segmentation models return {"out": ...}
+        scores = data["out"] if isinstance(data, dict) else data
         probs = torch.nn.functional.softmax(scores, dim=1)
         top = torch.max(probs, dim=1)
         return torch.stack([top.indices.to(top.values.dtype), top.values], dim=3).tolist()

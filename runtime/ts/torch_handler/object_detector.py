@@ -35,7 +35,7 @@ class ObjectDetector(VisionHandler):
             scores = detections["scores"][keep].tolist()
             results.append([
                 {self._label(label): box, "score": score}
-                for label, box, score in zip(labels, boxes, scores)])
+                for label, box, score in zip(labels, boxes, scores, strict=False)])
         return results
 
     def _label(self, label: Any) -> str:

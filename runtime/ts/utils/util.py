@@ -75,9 +75,9 @@ def map_class_to_label(probs: Any, mapping: dict[str, Any] | None = None,
     if lbl_classes is None:
         lbl_classes = [range(len(row)) for row in probs]
     results = []
-    for classes, row in zip(lbl_classes, probs):
+    for classes, row in zip(lbl_classes, probs, strict=False):
         entry: dict[str, Any] = {}
-        for cls, prob in zip(classes, row):
+        for cls, prob in zip(classes, row, strict=False):
             key = str(cls)
             entry[_label(mapping[key]) if mapping and key in mapping else key] = prob
         results.append(entry)
