@@ -30,6 +30,7 @@ from .progress import BuildProgress, BuildResult, human
 from .render import render
 from .spec import BuildRequest, BuildSpec, make_spec
 from .tsconfig import read_ts_config
+from .vcs import git
 
 Out = Callable[[str], None]
 EngineFactory = Callable[[], Engine]
@@ -58,21 +59,12 @@ def host_torch_version() -> str | None:
         return None
 
 
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
 def vcs_info(source: str) -> tuple[str | None, str | None]:
     """(revision, repository URL without credentials) of the git checkout holding SOURCE."""
     path = Path(source).resolve()
     folder = path if path.is_dir() else path.parent
-    revision = _git(["rev-parse", "HEAD"], folder)
-    url = _git(["config", "--get", "remote.origin.url"], folder) if revision else None
+    revision = git(["rev-parse", "HEAD"], folder)
+    url = git(["config", "--get", "remote.origin.url"], folder) if revision else None
     if url:
         url = re.sub(r"^(\w+://)[^/@]*@", r"\1", url)  # never publish a token in a label
     return revision, url

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from mkserve.runtime import __version__
 from .deploy import DeploySpec
 from .deploy_derive import image_repository, registry_host
 from .errors import UsageError
+from .vcs import git
 
 # The exact commands docs/deploying.md documents and the generated workflow runs; a test
 # holds the two together. Shell variables are set by earlier workflow steps.
@@ -99,18 +99,9 @@ def installed_requirement() -> tuple[str, str | None]:
                     "released wheel")
 
 
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
-
-
 def _git_remote_requirement(checkout: Path) -> str | None:
     """`mkserve @ git+URL@REF` for a checkout whose origin a runner can reach (https/ssh)."""
-    remote = _git(["remote", "get-url", "origin"], checkout)
+    remote = git(["remote", "get-url", "origin"], checkout)
     if not remote:
         return None
     scp = re.match(r"^[\w.-]+@([\w.-]+):(.+)$", remote)  # git@github.com:owner/repo.git
@@ -118,8 +109,8 @@ def _git_remote_requirement(checkout: Path) -> str | None:
         remote = f"https://{scp.group(1)}/{scp.group(2)}"
     if not remote.startswith(("https://", "ssh://")):
         return None  # a local path: a clone of a clone
-    ref = _git(["describe", "--tags", "--exact-match", "HEAD"], checkout) \
-        or _git(["rev-parse", "HEAD"], checkout)
+    ref = git(["describe", "--tags", "--exact-match", "HEAD"], checkout) \
+        or git(["rev-parse", "HEAD"], checkout)
     return f"mkserve @ git+{remote}@{ref}" if ref else None
 
 
