@@ -71,26 +71,20 @@ def _not_ready(service: Any, body: dict[str, Any]) -> Response:
 def _v1_routes(app: Flask, service: Any, predict: Predict) -> None:
     name = service.model_name
 
-    def check_model(model: str, version: str | None = None) -> None:
-        _check_model(service, model, version)
-
-    def not_ready(body: dict[str, Any]) -> Response:
-        return _not_ready(service, body)
-
     @app.get("/v1/models")
     def v1_models() -> Response:
         return _json({"models": [name]})
 
     @app.get("/v1/models/<model>")
     def v1_model_ready(model: str) -> Response:
-        check_model(model)
+        _check_model(service, model)
         if not service.ready:
-            return not_ready({"name": name, "ready": False})
+            return _not_ready(service, {"name": name, "ready": False})
         return _json({"name": name, "ready": True})
 
     @app.post("/v1/models/<model>:predict")
     def v1_predict(model: str) -> Response:
-        check_model(model)
+        _check_model(service, model)
         instances = _instances(parse_json(request.get_data(cache=False)))
         outcomes = predict([{"body": instance} for instance in instances])
         _raise_first_error(outcomes, "instance")
@@ -99,12 +93,6 @@ def _v1_routes(app: Flask, service: Any, predict: Predict) -> None:
 
 def _v2_routes(app: Flask, service: Any, predict: Predict) -> None:
     name = service.model_name
-
-    def check_model(model: str, version: str | None = None) -> None:
-        _check_model(service, model, version)
-
-    def not_ready(body: dict[str, Any]) -> Response:
-        return _not_ready(service, body)
 
     @app.get("/v2", strict_slashes=False)
     def v2_server() -> Response:
@@ -117,28 +105,28 @@ def _v2_routes(app: Flask, service: Any, predict: Predict) -> None:
     @app.get("/v2/health/ready")
     def v2_ready() -> Response:
         if not service.ready:
-            return not_ready({"ready": False})
+            return _not_ready(service, {"ready": False})
         return _json({"ready": True})
 
     @app.get("/v2/models/<model>")
     @app.get("/v2/models/<model>/versions/<version>")
     def v2_model(model: str, version: str | None = None) -> Response:
-        check_model(model, version)
+        _check_model(service, model, version)
         return _json({"name": name, "versions": [service.model_version], "platform": PLATFORM,
                       "inputs": [], "outputs": []})
 
     @app.get("/v2/models/<model>/ready")
     @app.get("/v2/models/<model>/versions/<version>/ready")
     def v2_model_ready(model: str, version: str | None = None) -> Response:
-        check_model(model, version)
+        _check_model(service, model, version)
         if not service.ready:
-            return not_ready({"name": name, "ready": False})
+            return _not_ready(service, {"name": name, "ready": False})
         return _json({"name": name, "ready": True})
 
     @app.post("/v2/models/<model>/infer")
     @app.post("/v2/models/<model>/versions/<version>/infer")
     def v2_infer(model: str, version: str | None = None) -> Response:
-        check_model(model, version)
+        _check_model(service, model, version)
         if "Inference-Header-Content-Length" in request.headers:
             raise BadRequest("the binary tensor data extension is not supported; send the "
                              "tensors as JSON \"data\"")
