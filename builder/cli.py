@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from mkserve.runtime.settings import DEBUG_VARIABLE
 
 from .cli_bench import register as register_bench
 from .cli_render import register as register_render
@@ -297,7 +298,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        if os.environ.get("MKSERVE_DEBUG"):
+        if os.environ.get(DEBUG_VARIABLE):
             raise
         typer.secho(f"error: mkserve failed unexpectedly ({type(exc).__name__}: {exc}); rerun "
                     "with MKSERVE_DEBUG=1 for the traceback, and please report it",

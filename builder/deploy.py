@@ -99,12 +99,16 @@ class DeploySpec:
         return dataclasses.replace(self, **changes)
 
 
+# The spec's fields that are runtime settings (same names as in runtime/settings.py): read
+# from an image's labels, or resolved from a source as the runtime will.
+RUNTIME_FIELDS = ("port", "workers", "threads", "batch_size", "startup_timeout_s",
+                  "graceful_timeout_s", "response_timeout_s")
 # Values a user may set with --values or a flag; the rest are read from the image or derived.
 DERIVED = frozenset({"concurrency", "workers_auto"})
 OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(DeploySpec)) - DERIVED
 SHORTHANDS = {"cpu": ("cpu_request", "cpu_limit"), "memory": ("memory_request", "memory_limit")}
 _INT_FIELDS = {f.name for f in dataclasses.fields(DeploySpec) if f.type in ("int", int)}
-_FLOAT_FIELDS = {"startup_timeout_s", "graceful_timeout_s", "response_timeout_s"}
+_FLOAT_FIELDS = {name for name in RUNTIME_FIELDS if isinstance(BY_NAME[name].default, float)}
 _MAP_FIELDS = {"labels", "node_selector", "monitor_labels"}
 
 
@@ -158,13 +162,7 @@ def from_labels(image: str, labels: Mapping[str, str] | None,
         "image": image,
         "model_name": labels[L.MODEL_NAME],
         "model_version": labels.get(L.MODEL_VERSION) or "1.0",
-        "port": read(L.PORT, "port"),
-        "workers": read(L.WORKERS, "workers"),
-        "threads": read(L.THREADS, "threads"),
-        "batch_size": read(L.BATCH_SIZE, "batch_size"),
-        "startup_timeout_s": read(L.STARTUP_TIMEOUT_S, "startup_timeout_s"),
-        "graceful_timeout_s": read(L.GRACEFUL_TIMEOUT_S, "graceful_timeout_s"),
-        "response_timeout_s": read(L.RESPONSE_TIMEOUT_S, "response_timeout_s"),
+        **{name: read(L.SETTING_LABELS[name], name) for name in RUNTIME_FIELDS},
         "gpu": str(labels.get(L.GPU, "")).strip().lower() == "true",
         "torch_version": str(labels.get(L.TORCH_VERSION, "")).split("+", 1)[0],
     }
@@ -195,13 +193,7 @@ def from_source(path: str | os.PathLike[str], image: str,
         "image": image,
         "model_name": settings.model_name or name,
         "model_version": version,
-        "port": settings.port,
-        "workers": settings.workers,
-        "threads": settings.threads,
-        "batch_size": settings.batch_size,
-        "startup_timeout_s": settings.startup_timeout_s,
-        "graceful_timeout_s": settings.graceful_timeout_s,
-        "response_timeout_s": settings.response_timeout_s,
+        **{name: getattr(settings, name) for name in RUNTIME_FIELDS},
         # Like `mkserve build`, a GPU image only when asked (gpu: true / --gpu), whatever
         # deviceType says: a CPU image's manifests must not claim a GPU.
         "gpu": False,

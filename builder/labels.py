@@ -4,6 +4,8 @@ The builder writes these; `mkserve inspect` and `mkserve render IMAGE` read them
 """
 from __future__ import annotations
 
+from mkserve.runtime.settings import SETTINGS
+
 PREFIX = "io.mkserve."
 
 MODEL_NAME = PREFIX + "model.name"
@@ -11,15 +13,18 @@ MODEL_VERSION = PREFIX + "model.version"
 HANDLER = PREFIX + "model.handler"
 ARCHIVE_SHA256 = PREFIX + "archive.sha256"
 SOURCE_KIND = PREFIX + "source.kind"
-BATCH_SIZE = PREFIX + "batch.size"
-MAX_BATCH_DELAY_MS = PREFIX + "batch.max-delay-ms"
-QUEUE_SIZE = PREFIX + "batch.queue-size"
-RESPONSE_TIMEOUT_S = PREFIX + "response-timeout-s"
-STARTUP_TIMEOUT_S = PREFIX + "startup-timeout-s"
-GRACEFUL_TIMEOUT_S = PREFIX + "graceful-timeout-s"
-PORT = PREFIX + "port"
-WORKERS = PREFIX + "workers"  # "0" = sized at start from the CPU quota / GPUs
-THREADS = PREFIX + "threads"  # request threads per worker
+# The settings an image records its build-time value of (the table in runtime/settings.py
+# names each label): setting name -> label key.
+SETTING_LABELS: dict[str, str] = {s.name: PREFIX + s.label for s in SETTINGS if s.label}
+BATCH_SIZE = SETTING_LABELS["batch_size"]
+MAX_BATCH_DELAY_MS = SETTING_LABELS["max_batch_delay_ms"]
+QUEUE_SIZE = SETTING_LABELS["queue_size"]
+RESPONSE_TIMEOUT_S = SETTING_LABELS["response_timeout_s"]
+STARTUP_TIMEOUT_S = SETTING_LABELS["startup_timeout_s"]
+GRACEFUL_TIMEOUT_S = SETTING_LABELS["graceful_timeout_s"]
+PORT = SETTING_LABELS["port"]
+WORKERS = SETTING_LABELS["workers"]  # "0" = sized at start from the CPU quota / GPUs
+THREADS = SETTING_LABELS["threads"]  # request threads per worker
 GPU = PREFIX + "gpu"  # "true" for GPU builds
 TORCH_VERSION = PREFIX + "torch.version"
 MKSERVE_VERSION = PREFIX + "version"

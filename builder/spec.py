@@ -36,9 +36,8 @@ PLATFORMS = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm64/v8"
 WEIGHT_MIN_BYTES = 1 << 20  # files this large go to the weights layer whatever their name
 
 # Flag names shown in summaries, by runtime setting name.
-FLAGS = {"batch_size": "--batch-size", "max_batch_delay_ms": "--max-batch-delay",
-         "workers": "--workers", "port": "--port", "queue_size": "--queue-size",
-         "response_timeout_s": "--response-timeout", "max_request_bytes": "--max-request-size"}
+# Setting name -> the CLI flag that sets it (declared in the settings table).
+FLAGS = {s.name: s.flag for s in SETTINGS if s.flag}
 
 _NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 TAG_RE = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_NAME}(?:/{_NAME})*"
@@ -313,15 +312,7 @@ def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = 
         L.HANDLER: source.handler,
         L.ARCHIVE_SHA256: source_digest(source.origin),
         L.SOURCE_KIND: source.kind,
-        L.BATCH_SIZE: _fmt(effective.batch_size),
-        L.MAX_BATCH_DELAY_MS: _fmt(effective.max_batch_delay_ms),
-        L.QUEUE_SIZE: _fmt(effective.queue_size),
-        L.RESPONSE_TIMEOUT_S: _fmt(effective.response_timeout_s),
-        L.STARTUP_TIMEOUT_S: _fmt(effective.startup_timeout_s),
-        L.GRACEFUL_TIMEOUT_S: _fmt(effective.graceful_timeout_s),
-        L.PORT: _fmt(effective.port),
-        L.WORKERS: _fmt(effective.workers),
-        L.THREADS: _fmt(effective.threads),
+        **{key: _fmt(getattr(effective, name)) for name, key in L.SETTING_LABELS.items()},
         L.GPU: _fmt(request.gpu),
         L.TORCH_VERSION: torch_version,
         L.MKSERVE_VERSION: MKSERVE_VERSION,

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mkserve.runtime.settings import BY_NAME
+
 from . import labels as L
 from .engine import Container, Engine
 from .errors import EngineError, MkserveError, UsageError
@@ -75,11 +77,13 @@ STOP_MARGIN_S = 4
 
 def stop_timeout(labels: Mapping[str, str], env: Mapping[str, str]) -> int:
     """Seconds between SIGTERM and SIGKILL that cover the image's drain."""
-    graceful = env.get("MKSERVE_GRACEFUL_TIMEOUT") or labels.get(L.GRACEFUL_TIMEOUT_S) or "8"
+    setting = BY_NAME["graceful_timeout_s"]
+    graceful = (env.get(setting.env) or labels.get(L.GRACEFUL_TIMEOUT_S)
+                or str(setting.default))
     try:
         return math.ceil(float(graceful)) + STOP_MARGIN_S
     except ValueError:
-        raise UsageError(f"MKSERVE_GRACEFUL_TIMEOUT={graceful!r}: expected seconds") from None
+        raise UsageError(f"{setting.env}={graceful!r}: expected seconds") from None
 
 
 def start(engine: Engine, image: str, host_port: int | None = None,

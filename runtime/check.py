@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .settings import SettingsError, resolve
+from .settings import BY_NAME, SettingsError, resolve
+from .settings import read as read_setting
 from .source import SourceError, open_source
 
 EXIT_OK = 0
@@ -110,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mkserve.runtime.check",
         description="Load a model's handler as a serving worker would; print one JSON line.")
-    parser.add_argument("model", nargs="?", default=os.environ.get("MKSERVE_MODEL",
-                                                                   "/opt/mkserve/model"),
-                        help="model folder, .mar or .tar.gz (default: $MKSERVE_MODEL)")
+    model_dir = BY_NAME["model_dir"]
+    parser.add_argument("model", nargs="?", default=read_setting("model_dir"),
+                        help=f"model folder, .mar or .tar.gz (default: ${model_dir.env})")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show the runtime's log (with tracebacks) on stderr")
     args = parser.parse_args(argv)

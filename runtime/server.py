@@ -30,6 +30,7 @@ from .http.balancer import connection_table
 from .logs import JsonFormatter, logging_config
 from .memory import tune_allocator
 from .settings import RuntimeSettings, SettingsError, resolve
+from .settings import read as read_setting
 from .source import ModelSource, SourceError, open_source
 
 log = logging.getLogger("mkserve.server")
@@ -385,8 +386,8 @@ def main() -> int:
     # Before any thread exists: every thread of the master and of the workers then
     # allocates from the one tuned heap (memory.py).
     tuned = tune_allocator()
-    fmt = os.environ.get("MKSERVE_LOG_FORMAT", "json")
-    level = os.environ.get("MKSERVE_LOG_LEVEL", "info")
+    fmt = read_setting("log_format")
+    level = read_setting("log_level")
     try:
         logging.config.dictConfig(logging_config(fmt if fmt in ("json", "text") else "json",
                                                  level if level in ("debug", "info", "warning",

@@ -69,8 +69,11 @@ class Setting:
     """One knob: its environment variable, parser, default and meaning.
 
     `model_config` names the model-config.yaml key that supplies a value when
-    the environment does not (TorchServe's names); `scale` converts that
-    key's unit into this setting's unit.
+    the environment does not (TorchServe's names; config.properties' per-model
+    entries use the same keys). `flag` is the option of `mkserve build` and
+    `mkserve serve` that sets it; `label` the image label (after "io.mkserve.")
+    that records the value an image was built with, which `mkserve render IMAGE`
+    reads back.
     """
 
     name: str
@@ -80,39 +83,48 @@ class Setting:
     help: str
     model_config: str | None = None
     example: str = ""
+    flag: str | None = None
+    label: str | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("model_dir", "MKSERVE_MODEL", str, "/opt/mkserve/model",
             "Model to serve: an unpacked model folder, a .mar or a .tar.gz."),
     Setting("model_name", "MODEL_NAME", str, "",
-            "Name in /predictions/{name}; defaults to the manifest's modelName."),
-    Setting("host", "MKSERVE_HOST", str, "0.0.0.0", "Address to listen on."),
+            "Name in /predictions/{name}; defaults to the manifest's modelName.",
+            flag="--name"),
+    Setting("host", "MKSERVE_HOST", str, "0.0.0.0", "Address to listen on.", flag="--host"),
     Setting("port", "PORT", _positive(int), 8080,
-            "Port to listen on (Knative/Cloud Run set PORT)."),
+            "Port to listen on (Knative/Cloud Run set PORT).", flag="--port", label="port"),
     Setting("workers", "MKSERVE_WORKERS", _non_negative(int), 0,
             "gunicorn worker processes; 0 = one per GPU, or sized from the CPU quota.",
-            model_config="minWorkers"),
+            model_config="minWorkers", flag="--workers", label="workers"),
     Setting("threads", "MKSERVE_THREADS", _non_negative(int), 0,
             "Threads per worker for the routes other than plain predictions (probes, "
-            "metrics, KServe, forms); 0 = max(batch size, 8)."),
+            "metrics, KServe, forms); 0 = max(batch size, 8).", flag="--threads",
+            label="threads"),
     Setting("intra_op_threads", "MKSERVE_INTRA_OP_THREADS", _non_negative(int), 0,
             "torch intra-op threads per worker; 0 = available cores / workers."),
     Setting("batch_size", "MKSERVE_BATCH_SIZE", _positive(int), 1,
-            "Largest batch handed to the handler.", model_config="batchSize"),
+            "Largest batch handed to the handler.", model_config="batchSize",
+            flag="--batch-size", label="batch.size"),
     Setting("max_batch_delay_ms", "MKSERVE_MAX_BATCH_DELAY_MS", _non_negative(float), 100.0,
             "Most a request may wait for company while the model is busy (ms).",
-            model_config="maxBatchDelay"),
+            model_config="maxBatchDelay", flag="--max-batch-delay",
+            label="batch.max-delay-ms"),
     Setting("queue_size", "MKSERVE_QUEUE_SIZE", _positive(int), 100,
             "Rows that may wait per worker before requests are shed.",
-            model_config="jobQueueSize"),
+            model_config="jobQueueSize", flag="--queue-size", label="batch.queue-size"),
     Setting("response_timeout_s", "MKSERVE_RESPONSE_TIMEOUT", _positive(float), 120.0,
             "Deadline of a request (s); later ones are answered 504 and never run.",
-            model_config="responseTimeout"),
+            model_config="responseTimeout", flag="--response-timeout",
+            label="response-timeout-s"),
     Setting("startup_timeout_s", "MKSERVE_STARTUP_TIMEOUT", _positive(float), 300.0,
-            "Budget for loading the model in a worker (s).", model_config="startupTimeout"),
+            "Budget for loading the model in a worker (s).", model_config="startupTimeout",
+            label="startup-timeout-s"),
     Setting("max_request_bytes", "MKSERVE_MAX_REQUEST_SIZE", _positive(int), 6553500,
-            "Largest request body in bytes; larger ones get 413."),
+            "Largest request body in bytes; larger ones get 413.",
+            flag="--max-request-size"),
     Setting("head_timeout_s", "MKSERVE_HEAD_TIMEOUT", _positive(float), 10.0,
             "A request head must arrive within this many seconds of its first byte (else "
             "408); also the grace before a body is held to MKSERVE_BODY_MIN_RATE."),
@@ -123,13 +135,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Open connections per worker (capped by the open-file limit); past it, "
             "new ones wait in the listen backlog."),
     Setting("graceful_timeout_s", "MKSERVE_GRACEFUL_TIMEOUT", _positive(float), 8.0,
-            "On SIGTERM, time to finish queued and in-flight requests (s)."),
+            "On SIGTERM, time to finish queued and in-flight requests (s).",
+            label="graceful-timeout-s"),
     Setting("device", "MKSERVE_DEVICE", _choice("auto", "cpu", "gpu"), "auto",
-            "auto uses GPUs when the host has them.", model_config="deviceType"),
+            "auto uses GPUs when the host has them.", model_config="deviceType",
+            flag="--device"),
     Setting("shed_status", "MKSERVE_SHED_STATUS", _status, 503,
             "Status for a full queue (503 or 429), always with Retry-After."),
     Setting("log_format", "MKSERVE_LOG_FORMAT", _choice("json", "text"), "json",
-            "json lines, or text for a terminal."),
+            "json lines, or text for a terminal.", flag="--log-format"),
     Setting("log_level", "MKSERVE_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
             "info", "Log level."),
     Setting("access_log", "MKSERVE_ACCESS_LOG", _parse_bool, True, "Log one line per request."),
@@ -138,15 +152,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("load_failure_grace_s", "MKSERVE_LOAD_FAILURE_GRACE", _non_negative(float), 2.0,
             "After a failed model load, seconds to report 503 before exiting non-zero."),
     Setting("precision", "MKSERVE_PRECISION", _choice("fp32", "bf16", "fp16"), "fp32",
-            "Autocast precision for inference (bf16 works on CPU)."),
+            "Autocast precision for inference (bf16 works on CPU).", flag="--precision"),
     Setting("jit_optimize", "MKSERVE_JIT_OPTIMIZE", _choice("auto", "on", "off"), "auto",
             "TorchScript graph optimisation in the model thread: auto = on with a GPU "
             "(kernel fusion), off on CPU (no fusion there; saves memory)."),
     Setting("warmup_file", "MKSERVE_WARMUP_FILE", str, "",
             "A request body (JSON) run once before the worker reports ready."),
+    Setting("max_archive_bytes", "MKSERVE_MAX_ARCHIVE_BYTES", _positive(int), 20 * 1024**3,
+            "Most an archive may unpack to, in bytes (a guard against archive bombs)."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+# Variables of the tools around the runtime, not settings of a served model.
+DEBUG_VARIABLE = "MKSERVE_DEBUG"  # the CLI shows tracebacks
+BENCH_TRIVIAL_VARIABLE = "MKSERVE_BENCH_TRIVIAL"  # the benchmark's trivial endpoint: flask|fast
 
 
 @dataclass(frozen=True)
@@ -180,6 +200,7 @@ class RuntimeSettings:
     precision: str = "fp32"
     jit_optimize: str = "auto"
     warmup_file: str = ""
+    max_archive_bytes: int = 20 * 1024**3
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def replace(self, **changes: Any) -> RuntimeSettings:
@@ -229,6 +250,19 @@ def resolve(env: Mapping[str, str] | None = None,
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
     return RuntimeSettings(**values, sources=sources)
+
+
+def read(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment alone, its default when unset or invalid: for what
+    must be known before `resolve` can report errors (the log format, at start)."""
+    setting = BY_NAME[name]
+    raw = (os.environ if env is None else env).get(setting.env)
+    if raw is None or raw.strip() == "":
+        return setting.default
+    try:
+        return setting.parse(raw)
+    except ValueError:
+        return setting.default
 
 
 def to_env(overrides: Mapping[str, Any]) -> dict[str, str]:

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .settings import read as read_setting
+
 log = logging.getLogger("mkserve.source")
 
 MANIFEST = "MAR-INF/MANIFEST.json"
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 PLAIN_CONFIG = "mkserve.yaml"
-MAX_UNPACKED_BYTES = int(os.environ.get("MKSERVE_MAX_ARCHIVE_BYTES", str(20 * 1024**3)))
+MAX_UNPACKED_BYTES: int = read_setting("max_archive_bytes")
 MAX_FILES = 100_000
 WEIGHT_SUFFIXES = (".pt", ".pt2", ".pth", ".bin", ".safetensors", ".ts", ".torchscript")
 SKIPPED_NAMES = {"__pycache__", "__MACOSX"}

@@ -32,15 +32,16 @@ def measure(archive: str, body: bytes, threads: int, batch: int, duration: float
     from mkserve.runtime import __version__
     from mkserve.runtime.handlers import load_handler
     from mkserve.runtime.service import set_jit_optimize
-    from mkserve.runtime.settings import resolve
+    from mkserve.runtime.settings import BY_NAME, resolve
     from mkserve.runtime.source import open_source
     from mkserve.runtime.ts.context import Context, RequestInfo
 
     workdir = tempfile.mkdtemp(prefix="mkserve-inproc-")
     try:
         source = open_source(archive, workdir)
-        jit = os.environ.get("MKSERVE_JIT_OPTIMIZE", "")
-        settings = resolve({"MKSERVE_JIT_OPTIMIZE": jit}, source.model_config)
+        # The caller's jit setting only: the rest from the model, as an image would have it.
+        jit = BY_NAME["jit_optimize"].env
+        settings = resolve({jit: os.environ.get(jit, "")}, source.model_config)
         context = Context(source.name, str(source.model_dir), source.manifest,
                           settings.batch_size, None, __version__,
                           model_yaml_config=source.model_config)

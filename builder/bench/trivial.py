@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from mkserve.runtime.logs import logging_config
 from mkserve.runtime.server import Runtime, _owned_tempdir, prepare
+from mkserve.runtime.settings import BENCH_TRIVIAL_VARIABLE
+from mkserve.runtime.settings import read as read_setting
 
 if TYPE_CHECKING:
     from mkserve.runtime.app import ServingApp
@@ -82,7 +84,7 @@ def trivial_app(model_name: str) -> ServingApp:
     def ping() -> Response:
         return Response('{"status": "Healthy"}', mimetype="application/json")
 
-    if os.environ.get("MKSERVE_BENCH_TRIVIAL", "flask") == "fast":
+    if os.environ.get(BENCH_TRIVIAL_VARIABLE, "flask") == "fast":
         app.fast_path = TrivialRoute(model_name, answer)  # type: ignore[assignment]
     return app
 
@@ -93,8 +95,8 @@ class TrivialRuntime(Runtime):
 
 
 def main() -> int:
-    logging.config.dictConfig(logging_config(os.environ.get("MKSERVE_LOG_FORMAT", "json"),
-                                             os.environ.get("MKSERVE_LOG_LEVEL", "info")))
+    logging.config.dictConfig(logging_config(read_setting("log_format"),
+                                             read_setting("log_level")))
     settings, source, plan = prepare()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_tempdir("mkserve-trivial-metrics-")
     import flask  # noqa: F401  (as the runtime's master does)
