@@ -10,13 +10,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mkserve.runtime import __version__ as MKSERVE_VERSION
-from mkserve.runtime.settings import BY_NAME, SETTINGS, SettingsError, resolve, to_env
+from mkserve.runtime.settings import (
+    BY_NAME,
+    SETTINGS,
+    RuntimeSettings,
+    SettingsError,
+    resolve,
+    to_env,
+)
 from mkserve.runtime.source import SKIPPED_NAMES, WEIGHT_SUFFIXES, ModelSource
 
 from . import labels as L
@@ -234,13 +241,63 @@ def _settings_layers(request: BuildRequest, ts: TsConfig | None,
     return merged, sources, extras
 
 
-# Over the complexity ceiling: to be split into validate, settings layers, labels, spec (issue 14).
-def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = None, *,  # noqa: C901
+def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = None, *,
               host_torch: str | None = None, revision: str | None = None,
               source_url: str | None = None) -> BuildSpec:
-    """Validate the request against the source and fold everything into one BuildSpec."""
+    """Validate the request against the source and fold everything into one BuildSpec:
+    the request's own checks, then the settings layers, the baked ENV, the labels."""
     problems: list[str] = []
     tags = request.tags or (default_tag(source.name, source.version),)
+    build_args, user_labels = _request_problems(request, tags, problems)
+    merged, sources, extras = _settings_layers(request, ts, problems)
+    if source.kind == "plain" and "model_name" not in merged:
+        # A folder without a manifest is named after itself; in the image it is
+        # /opt/mkserve/model, so the name must travel as ENV.
+        merged["model_name"] = source.name
+        sources["model_name"] = "the model folder's name"
+    try:
+        torch_version = torch_requirement_version(request.torch_version, host_torch, request.gpu)
+    except UsageError as exc:
+        problems.append(str(exc))
+        torch_version = ""
+    env_items, env_sources = _baked_env(merged, sources, extras, problems)
+    try:
+        effective = resolve(dict(env_items), source.model_config)
+    except SettingsError as exc:  # to_env checked each value; this guards combinations
+        raise UsageError(str(exc)) from exc
+    model_name = effective.model_name or source.name
+    requirement_files = tuple(str(Path(r).resolve()) for r in request.requirements)
+    archive_requirements = source.model.get("requirementsFile")
+    if archive_requirements:
+        requirement_files += (str(source.model_dir / archive_requirements),)
+    image_labels = _image_labels(request, source, effective, torch_version)
+    if revision:
+        image_labels[L.OCI_REVISION] = revision
+    if source_url:
+        image_labels[L.OCI_SOURCE] = source_url
+    image_labels.update(user_labels)  # the user's word wins for the OCI keys
+    notes = list(source.notes) + (list(ts.notes) if ts else [])
+    return BuildSpec(
+        model_dir=str(source.model_dir), source=source.origin, source_kind=source.kind,
+        model_name=model_name, model_version=source.version, handler=source.handler,
+        archive_sha256=image_labels[L.ARCHIVE_SHA256],
+        model_files=tuple(_model_files(source.model_dir)), weight_files=weight_files(source),
+        tags=tuple(tags),
+        base_image=request.base_image or (DEFAULT_GPU_BASE_IMAGE if request.gpu
+                                          else DEFAULT_BASE_IMAGE),
+        gpu=request.gpu, platform=request.platform, python_version=request.python_version,
+        torch_version=torch_version, requirement_files=requirement_files,
+        env=tuple(env_items), env_sources=tuple(env_sources),
+        labels=tuple(sorted(image_labels.items())), port=effective.port,
+        startup_timeout_s=effective.startup_timeout_s, build_args=tuple(build_args),
+        no_cache=request.no_cache, push=request.push, wheelhouse=request.wheelhouse,
+        fill_wheelhouse=request.fill_wheelhouse, torch_index_url=request.torch_index_url,
+        check=request.check, notes=tuple(notes))
+
+
+def _request_problems(request: BuildRequest, tags: Sequence[str], problems: list[str],
+                      ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Check what the request says on its own; return its build args and labels."""
     for tag in tags:
         if not TAG_RE.match(tag):
             problems.append(f"--tag {tag!r}: not an image reference such as classifier:1.0 "
@@ -264,17 +321,13 @@ def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = 
         if key.startswith(L.PREFIX):
             problems.append(f"--label {key}: {L.PREFIX}* labels describe what mkserve built "
                             "and cannot be set by hand")
-    merged, sources, extras = _settings_layers(request, ts, problems)
-    if source.kind == "plain" and "model_name" not in merged:
-        # A folder without a manifest is named after itself; in the image it is
-        # /opt/mkserve/model, so the name must travel as ENV.
-        merged["model_name"] = source.name
-        sources["model_name"] = "the model folder's name"
-    try:
-        torch_version = torch_requirement_version(request.torch_version, host_torch, request.gpu)
-    except UsageError as exc:
-        problems.append(str(exc))
-        torch_version = ""
+    return build_args, user_labels
+
+
+def _baked_env(merged: dict[str, Any], sources: dict[str, str], extras: list[str],
+               problems: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The image's ENV in the contract's order, each with where it came from; raises
+    UsageError with every problem found so far."""
     env: dict[str, str] = {}
     for name, value in merged.items():  # one by one, so each problem names its flag
         try:
@@ -284,7 +337,6 @@ def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = 
                             f"({BY_NAME[name].env}: {BY_NAME[name].help})")
     if problems:
         raise UsageError("; ".join(problems))
-
     name_by_env = {s.env: s.name for s in SETTINGS}
     env_items = [(s.env, env[s.env]) for s in SETTINGS if s.env in env]  # contract order
     env_sources = [(key, sources[name_by_env[key]]) for key, _ in env_items]
@@ -292,17 +344,14 @@ def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = 
         key, _, value = extra.partition("=")
         env_items.append((key, value))
         env_sources.append((key, f"--env {key}"))
-    try:
-        effective = resolve(dict(env_items), source.model_config)
-    except SettingsError as exc:  # to_env checked each value; this guards combinations
-        raise UsageError(str(exc)) from exc
-    model_name = effective.model_name or source.name
-    requirement_files = tuple(str(Path(r).resolve()) for r in request.requirements)
-    archive_requirements = source.model.get("requirementsFile")
-    if archive_requirements:
-        requirement_files += (str(source.model_dir / archive_requirements),)
+    return env_items, env_sources
 
-    image_labels = {
+
+def _image_labels(request: BuildRequest, source: ModelSource, effective: RuntimeSettings,
+                  torch_version: str) -> dict[str, str]:
+    """What the image says about itself (labels.py): the model, its settings, the build."""
+    model_name = effective.model_name or source.name
+    return {
         L.OCI_TITLE: model_name,
         L.OCI_VERSION: source.version,
         L.OCI_DESCRIPTION: f"{model_name} {source.version} served by mkserve "
@@ -317,25 +366,3 @@ def make_spec(request: BuildRequest, source: ModelSource, ts: TsConfig | None = 
         L.TORCH_VERSION: torch_version,
         L.MKSERVE_VERSION: MKSERVE_VERSION,
     }
-    if revision:
-        image_labels[L.OCI_REVISION] = revision
-    if source_url:
-        image_labels[L.OCI_SOURCE] = source_url
-    image_labels.update(user_labels)  # the user's word wins for the OCI keys
-    notes = list(source.notes) + (list(ts.notes) if ts else [])
-    return BuildSpec(
-        model_dir=str(source.model_dir), source=source.origin, source_kind=source.kind,
-        model_name=model_name, model_version=source.version, handler=source.handler,
-        archive_sha256=image_labels[L.ARCHIVE_SHA256],
-        model_files=tuple(_model_files(source.model_dir)), weight_files=weight_files(source),
-        tags=tuple(tags),
-        base_image=request.base_image or (DEFAULT_GPU_BASE_IMAGE if request.gpu
-                                          else DEFAULT_BASE_IMAGE),
-        gpu=request.gpu, platform=request.platform, python_version=request.python_version,
-        torch_version=torch_version, requirement_files=requirement_files,
-        env=tuple(env_items), env_sources=tuple(env_sources),
-        labels=tuple(sorted(image_labels.items())), port=effective.port,
-        startup_timeout_s=effective.startup_timeout_s, build_args=tuple(build_args),
-        no_cache=request.no_cache, push=request.push, wheelhouse=request.wheelhouse,
-        fill_wheelhouse=request.fill_wheelhouse, torch_index_url=request.torch_index_url,
-        check=request.check, notes=tuple(notes))
