@@ -186,8 +186,8 @@ def run(
 ) -> None:
     """Start IMAGE, wait until it is ready and print its URL (Ctrl-C stops and removes it)."""
     from .engine import connect
-    from .tryout import env_pairs, host_port
-    from .tryout import run as run_container
+    from .run import env_pairs, host_port
+    from .run import run as run_container
 
     published = host_port(port)
     environment = env_pairs(env)
@@ -205,8 +205,8 @@ def predict(
 ) -> None:
     """Send one request to /predictions/<model> and print the answer."""
     from .engine import connect
-    from .tryout import predict as send
-    from .tryout import read_data
+    from .run import predict as send
+    from .run import read_data
 
     status, text = send(target, read_data(data), connect, model, content_type, _err)
     typer.echo(text)
@@ -223,8 +223,8 @@ def inspect_(
     starting it."""
     import json
 
-    from .describe import describe, format_text
     from .engine import connect
+    from .inspect import describe, format_text
     from .sources import looks_like_a_path
 
     if Path(target).exists() or looks_like_a_path(target):

@@ -22,7 +22,7 @@ def _connections(text: str) -> list[int]:
 
 def _prediction_url(url: str) -> str:
     """A server's base URL becomes its /predictions/{model} URL (the model from /readyz)."""
-    from .tryout import model_at
+    from .run import model_at
 
     url = url.rstrip("/")
     if "/predictions/" in url or "/v1/models/" in url or "/v2/models/" in url:
@@ -87,7 +87,7 @@ def bench_command(
     from .bench import plot as charts
     from .bench.bench import run_benchmark
     from .bench.servers import ServerError
-    from .tryout import env_pairs, read_data
+    from .run import env_pairs, read_data
 
     if target.endswith(".json"):
         report = charts.load_report(target)
@@ -138,7 +138,7 @@ def _bench_image(image: str, body: bytes | None, env: dict[str, str],
                  common: dict[str, Any]) -> dict[str, Any]:
     from .bench.bench import run_benchmark
     from .engine import connect
-    from .tryout import start
+    from .run import start
 
     engine = connect()
     typer.echo(f"starting {image} ...", err=True)

@@ -118,7 +118,7 @@ def test_help_has_no_type_placeholders():
 
 
 def test_an_unexpected_failure_is_one_line_unless_debugging(tmp_path: Path):
-    script = ("import sys; import mkserve.builder.tryout as t\n"
+    script = ("import sys; import mkserve.builder.run as t\n"
               "def boom(data): raise RuntimeError('simulated bug')\n"
               "t.read_data = boom\n"
               "sys.argv = ['mkserve', 'predict', 'http://127.0.0.1:1', '-d', '{}']\n"

@@ -113,7 +113,7 @@ class Images:
     @contextlib.contextmanager
     def serve(self, image: str, **run: Any) -> Iterator[tuple[Any, str]]:
         """Run IMAGE with its port published to a free host port; yield (container, url)."""
-        from mkserve.builder.tryout import wait_ready
+        from mkserve.builder.run import wait_ready
 
         container = self.engine.run(image, ports={8080: None}, **run)
         self.containers.append(container)

@@ -467,7 +467,7 @@ def test_docker_run_with_a_stop_timeout_drains_too(slow_image: Built, engine: An
         api.start(container_id)
         port = api.inspect_container(container_id)["NetworkSettings"]["Ports"]["8080/tcp"][0]
         url = f"http://127.0.0.1:{port['HostPort']}"
-        from mkserve.builder.tryout import wait_ready
+        from mkserve.builder.run import wait_ready
 
         wait_ready(url, 120)
         answers, code, _ = stop_while_busy(engine, container_id, url)
