@@ -24,6 +24,7 @@ from .errors import (
     ServingError,
 )
 from .memory import release_memory
+from .precision import autocast
 from .settings import RuntimeSettings
 from .source import ModelSource
 
@@ -302,15 +303,8 @@ class ModelService:
 
         self.metrics.gpu_memory_used(torch.cuda.memory_allocated(self.gpu_id))
 
-    def _autocast(self) -> Any:
-        precision = self.settings.precision
-        if precision == "fp32":
-            return contextlib.nullcontext()
-        import torch
-
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        device = "cuda" if self.gpu_id is not None else "cpu"
-        return torch.autocast(device_type=device, dtype=dtype)
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return autocast(self.settings.precision, "cuda" if self.gpu_id is not None else "cpu")
 
     def _execute(self, jobs: list[Job]) -> list[Outcome]:
         from .ts.context import RequestInfo

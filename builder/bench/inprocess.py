@@ -31,6 +31,7 @@ def measure(archive: str, body: bytes, threads: int, batch: int, duration: float
     torch.set_num_threads(threads)
     from mkserve.runtime import __version__
     from mkserve.runtime.handlers import load_handler
+    from mkserve.runtime.precision import autocast
     from mkserve.runtime.service import set_jit_optimize
     from mkserve.runtime.settings import BY_NAME, resolve
     from mkserve.runtime.source import open_source
@@ -50,16 +51,13 @@ def measure(archive: str, body: bytes, threads: int, batch: int, duration: float
         handle = load_handler(source, context)
         payload = json.loads(body)
 
-        def autocast() -> contextlib.AbstractContextManager[Any]:
-            if precision == "fp32":
-                return contextlib.nullcontext()
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-            return torch.autocast(device_type="cpu", dtype=dtype)
+        def cpu_autocast() -> contextlib.AbstractContextManager[Any]:
+            return autocast(precision, "cpu")
 
         def run(n: int) -> None:
             rows = [{"body": payload} for _ in range(n)]
             context._begin_batch([RequestInfo(f"r{i}", {}) for i in range(n)])
-            with autocast():
+            with cpu_autocast():
                 out = handle(rows, context)
             if not isinstance(out, list) or len(out) != n:
                 raise RuntimeError(f"handler returned {type(out).__name__} for {n} rows")

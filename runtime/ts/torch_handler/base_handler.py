@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from mkserve.runtime.precision import autocast
 from mkserve.runtime.ts.torch_handler import _inputs, _loading
 from mkserve.runtime.ts.utils.util import load_label_mapping
 
 logger = logging.getLogger(__name__)
 
-_PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _same_batch(items: Sequence[Any]) -> bool:
@@ -113,10 +113,7 @@ class BaseHandler:
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         properties = getattr(self.context, "system_properties", None) or {}
-        dtype = _PRECISIONS.get(str(properties.get("precision") or "").lower())
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self._device().type, dtype=dtype)
+        return autocast(str(properties.get("precision") or "").lower(), self._device().type)
 
     def inference(self, data: Any, *args: Any, **kwargs: Any) -> Any:
         """Run the model on the preprocessed batch, without autograd."""
