@@ -23,7 +23,7 @@ from typing import Any
 from mkserve.runtime.source import ModelSource, SourceError, copy_model_dir, open_source
 
 from . import wheels
-from .context import ContextInfo, write_context
+from .context import ContextInfo, source_date_epoch, write_context
 from .engine import Engine, connect
 from .errors import SourceProblem, UsageError
 from .progress import BuildProgress, BuildResult, human
@@ -207,9 +207,9 @@ def build_image(engine: Engine, spec: BuildSpec, context: Path, out: Out) -> Bui
     progress = BuildProgress(out)
     started = time.monotonic()
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if epoch.isdigit():  # reproducible builds: the declared time, not now
-        created = datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    epoch = source_date_epoch()
+    if epoch is not None:  # reproducible builds: the declared time, not now
+        created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     buildargs = {"MKSERVE_CREATED": created, **dict(spec.build_args)}
     image_id = engine.build(context, spec.tags, buildargs=buildargs, platform=spec.platform,
                             nocache=spec.no_cache, on_event=progress)

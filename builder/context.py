@@ -33,9 +33,15 @@ class ContextInfo:
     bytes: int
 
 
-def _epoch() -> int:
+def source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH (reproducible builds), when set to a time in seconds."""
     raw = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return int(raw) if raw.isdigit() else DEFAULT_EPOCH
+    return int(raw) if raw.isdigit() else None
+
+
+def _epoch() -> int:
+    epoch = source_date_epoch()
+    return DEFAULT_EPOCH if epoch is None else epoch
 
 
 def _normalize(path: Path, epoch: int) -> None:

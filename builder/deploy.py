@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mkserve.runtime.devices import plan_workers
-from mkserve.runtime.settings import BY_NAME, SettingsError, resolve
+from mkserve.runtime.devices import plan_workers, worker_bounds
+from mkserve.runtime.settings import BY_NAME, SettingsError, parse_bool, resolve
 from mkserve.runtime.source import SourceError, open_source
 
 from . import labels as L
@@ -200,8 +200,7 @@ def from_source(path: str | os.PathLike[str], image: str,
         "source": _ci_source(path),
         "torch_version": _host_torch_version(),
     }
-    return _complete(base, overrides or {}, min_workers=_int(config.get("minWorkers")),
-                     max_workers=_int(config.get("maxWorkers")))
+    return _complete(base, overrides or {}, **worker_bounds(config))
 
 
 def load_values(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -254,10 +253,7 @@ def _coerce(key: str, value: Any) -> Any:
     if key in ("gpu", "scale_to_zero"):
         if isinstance(value, bool):
             return value
-        text = str(value).strip().lower()
-        if text not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError("expected true or false")
-        return text in ("true", "1", "yes")
+        return parse_bool(str(value))
     if key in _FLOAT_FIELDS:
         return float(value)
     if key in _INT_FIELDS:
@@ -378,13 +374,6 @@ def _duration_problems(spec: DeploySpec) -> list[str]:
         if getattr(spec, key) < 0:
             problems.append(f"{key}={getattr(spec, key)}: must not be negative")
     return problems
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _host_torch_version() -> str:

@@ -151,15 +151,21 @@ def torch_requirement_version(requested: str | None, host: str | None, gpu: bool
     return base if gpu else f"{base}+cpu"
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, read in 1 MiB chunks (archives and wheels run to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def source_digest(path: str | os.PathLike[str]) -> str:
     """sha256 of an archive file, or of a folder's sorted (path, content digest) listing."""
     src = Path(path)
-    digest = hashlib.sha256()
     if src.is_file():
-        with open(src, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return file_sha256(src)
+    digest = hashlib.sha256()
     for file in sorted(_model_files(src)):
         inner = hashlib.sha256((src / file).read_bytes()).hexdigest()
         digest.update(f"{file}\0{inner}\n".encode())

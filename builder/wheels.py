@@ -7,7 +7,6 @@ with `--no-index`, so no index, credential or download reaches a layer.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import MkserveError, UsageError
-from .spec import PLATFORMS, BuildSpec
+from .spec import PLATFORMS, BuildSpec, file_sha256
 
 # mkserve's own dependencies that an image does without: the builder's tools, and torch
 # (pinned to the build's version on its own).
@@ -144,14 +143,6 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _pip(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
                           env=env, check=False)
@@ -231,7 +222,7 @@ def _resolve(wheelhouse: Path, target: Target, requirements: list[str]) -> dict[
 
 
 def _hashed(found: dict[str, Pinned], names: list[str]) -> tuple[Pinned, ...]:
-    return tuple(Pinned(p.name, p.version, p.path, _sha256(p.path))
+    return tuple(Pinned(p.name, p.version, p.path, file_sha256(p.path))
                  for p in (found[n] for n in sorted(names)))
 
 

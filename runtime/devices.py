@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MAX_CPU_WORKERS = 4
 
@@ -116,6 +117,19 @@ class WorkerPlan:
     def concurrency(self) -> int:
         """Requests the server admits at once (what Knative's containerConcurrency should be)."""
         return self.workers * self.threads
+
+
+def worker_bounds(model_config: Mapping[str, Any]) -> dict[str, int | None]:
+    """TorchServe's minWorkers/maxWorkers from a model-config, as plan_workers' bounds (an
+    unreadable value is no bound; the settings layer warns about it)."""
+    def whole(value: Any) -> int | None:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+
+    return {"min_workers": whole(model_config.get("minWorkers")),
+            "max_workers": whole(model_config.get("maxWorkers"))}
 
 
 def plan_workers(requested_workers: int, requested_threads: int, requested_intra: int,

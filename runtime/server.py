@@ -25,7 +25,7 @@ from gunicorn.errors import HaltServer
 from gunicorn.glogging import Logger as GunicornLogger
 
 from . import __version__
-from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_workers
+from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_workers, worker_bounds
 from .http.balancer import connection_table
 from .logs import JsonFormatter, logging_config
 from .memory import tune_allocator
@@ -39,13 +39,6 @@ EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_CONFIG = 2
 EXIT_MODEL = 3  # gunicorn's WORKER_BOOT_ERROR: the arbiter halts with it
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 class _Logger(GunicornLogger):
@@ -370,12 +363,10 @@ def prepare(env: dict[str, str] | None = None) -> tuple[RuntimeSettings, ModelSo
     for note in source.notes:
         log.info(note)
     settings = settings.replace(model_name=settings.model_name or source.name)
-    mc = source.model_config
     plan = plan_workers(settings.workers, settings.threads, settings.intra_op_threads,
                         settings.batch_size, settings.device, cpu_cores(),
                         gpu_count() if settings.device != "cpu" else 0,
-                        min_workers=_int(mc.get("minWorkers")),
-                        max_workers=_int(mc.get("maxWorkers")))
+                        **worker_bounds(source.model_config))
     if settings.device == "gpu" and plan.gpus == 0:
         log.warning("deviceType gpu requested but no GPU is visible; serving on CPU")
     return settings, source, plan

@@ -18,7 +18,8 @@ class SettingsError(ValueError):
     """One or more settings are invalid; the message lists each with its fix."""
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
+    """The spellings of true and false that every mkserve setting and value accepts."""
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -146,7 +147,7 @@ SETTINGS: tuple[Setting, ...] = (
             "json lines, or text for a terminal.", flag="--log-format"),
     Setting("log_level", "MKSERVE_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
             "info", "Log level."),
-    Setting("access_log", "MKSERVE_ACCESS_LOG", _parse_bool, True, "Log one line per request."),
+    Setting("access_log", "MKSERVE_ACCESS_LOG", parse_bool, True, "Log one line per request."),
     Setting("metrics_port", "MKSERVE_METRICS_PORT", _non_negative(int), 0,
             "Also serve /metrics on this port (0 = only on the serving port)."),
     Setting("load_failure_grace_s", "MKSERVE_LOAD_FAILURE_GRACE", _non_negative(float), 2.0,
