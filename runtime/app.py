@@ -32,6 +32,7 @@ from .fastpath import (
     status_line,
 )
 from .kserve import register_kserve
+from .seams import MetricsSink
 from .service import ModelService
 
 __all__ = ["Pending", "ServingApp", "create_app", "environ_headers", "status_line"]
@@ -56,7 +57,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(dumps(body), status=status, headers=headers, mimetype=JSON)
 
 
-def create_app(service: ModelService, metrics: Any = None, access_log: bool = True) -> ServingApp:
+def create_app(service: ModelService, metrics: MetricsSink | None = None,
+               access_log: bool = True) -> ServingApp:
     """Build the app around one ModelService (already created in this worker)."""
     app = ServingApp(__name__)
     # A doubled slash is an unknown path (a JSON 404), not an HTML 308 to another route.
@@ -109,7 +111,7 @@ def _health_routes(app: ServingApp, service: ModelService) -> None:
         return json_response({"status": service.state, "reason": service.reason}, 503)
 
 
-def _prediction_routes(app: ServingApp, service: ModelService, metrics: Any,
+def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsSink | None,
                        ) -> Callable[[list[dict[str, Any]]], list[Outcome]]:
     """TorchServe's /predictions routes; returns the predict call the KServe routes share."""
     model_name = service.model_name
@@ -143,8 +145,7 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: Any,
         return row
 
     def _predict(rows: list[dict[str, Any]]) -> list[Outcome]:
-        metrics_on = metrics is not None
-        if metrics_on:
+        if metrics is not None:
             metrics.request_started()
         status = 500
         try:
@@ -155,7 +156,7 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: Any,
             status = exc.status
             raise
         finally:
-            if metrics_on:
+            if metrics is not None:
                 metrics.request_finished(status, (time.perf_counter() - g.started) * 1000.0)
 
     return _predict

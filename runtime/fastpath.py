@@ -31,6 +31,7 @@ from .batcher import Group, Job, Outcome
 from .codec import decode_body, dumps, encode_value
 from .errors import ServingError
 from .http.response import status_line
+from .seams import MetricsSink
 from .service import ModelService
 
 log = logging.getLogger("mkserve.app")
@@ -131,7 +132,7 @@ def error_response(error: ServingError) -> Response:
 class RequestLog:
     """What every answer gets: its request id, the exporter's series, an access line."""
 
-    def __init__(self, metrics: Any, access_log: bool, model_name: str) -> None:
+    def __init__(self, metrics: MetricsSink | None, access_log: bool, model_name: str) -> None:
         self.metrics = metrics
         self.access_log = access_log
         self.model_name = model_name
@@ -189,7 +190,7 @@ class FastPath:
     then makes the response in the server's thread.
     """
 
-    def __init__(self, service: ModelService, metrics: Any, requests: RequestLog,
+    def __init__(self, service: ModelService, metrics: MetricsSink | None, requests: RequestLog,
                  new_request_id: Callable[[], str], flask_wsgi_app: Callable[..., Any]) -> None:
         self.service = service
         self.metrics = metrics

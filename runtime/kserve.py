@@ -13,6 +13,7 @@ from .batcher import Outcome
 from .codec import dumps, parse_json
 from .errors import BadRequest, HandlerFailed, NotFound, ServingError
 from .kserve_v2 import build_outputs, check_output_request, parse_request, to_rows
+from .seams import ServedModel
 
 JSON = "application/json"
 SERVER_NAME = "mkserve"
@@ -22,7 +23,7 @@ Predict = Callable[[list[Any]], list[Outcome]]
 _SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
-def register_kserve(app: Flask, service: Any, predict: Predict) -> None:
+def register_kserve(app: Flask, service: ServedModel, predict: Predict) -> None:
     """Add the KServe routes to `app`; `predict(rows)` runs rows through the batcher.
 
     V1 (TensorFlow-Serving style):
@@ -54,7 +55,7 @@ def register_kserve(app: Flask, service: Any, predict: Predict) -> None:
     app.after_request(_kserve_error_shape)
 
 
-def _check_model(service: Any, model: str, version: str | None = None) -> None:
+def _check_model(service: ServedModel, model: str, version: str | None = None) -> None:
     name = service.model_name
     if model != name:
         raise NotFound(f"model {model!r} is not served here; this server serves {name!r}")
@@ -63,12 +64,12 @@ def _check_model(service: Any, model: str, version: str | None = None) -> None:
                        f"serves version {service.model_version}")
 
 
-def _not_ready(service: Any, body: dict[str, Any]) -> Response:
+def _not_ready(service: ServedModel, body: dict[str, Any]) -> Response:
     message = f"model {service.model_name} is not ready: {service.reason}"
     return _json({**body, "error": message}, 503)
 
 
-def _v1_routes(app: Flask, service: Any, predict: Predict) -> None:
+def _v1_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
     name = service.model_name
 
     @app.get("/v1/models")
@@ -91,7 +92,7 @@ def _v1_routes(app: Flask, service: Any, predict: Predict) -> None:
         return _json({"predictions": [o.value for o in outcomes]})
 
 
-def _v2_routes(app: Flask, service: Any, predict: Predict) -> None:
+def _v2_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
     name = service.model_name
 
     @app.get("/v2", strict_slashes=False)

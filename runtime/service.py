@@ -25,6 +25,7 @@ from .errors import (
 )
 from .memory import release_memory
 from .precision import autocast
+from .seams import MetricsSink
 from .settings import RuntimeSettings
 from .source import ModelSource
 
@@ -102,7 +103,7 @@ class ModelService:
     """
 
     def __init__(self, source: ModelSource, settings: RuntimeSettings, gpu_id: int | None = None,
-                 metrics: Any = None,
+                 metrics: MetricsSink | None = None,
                  on_load_failed: Callable[[str], None] | None = None,
                  on_stuck: Callable[[str], None] | None = None) -> None:
         self.source = source
@@ -110,7 +111,7 @@ class ModelService:
         self.model_name = settings.model_name or source.name
         self.model_version = source.version
         self.gpu_id = gpu_id
-        self.metrics = metrics or _NullMetrics()
+        self.metrics: MetricsSink = metrics or _NullMetrics()
         self.state = LOADING
         self.reason = "model is loading"
         self._on_load_failed = on_load_failed
