@@ -6,7 +6,7 @@
     python benchmarks/bench.py classifier --only mkserve --precision bf16
     python benchmarks/bench.py --url http://127.0.0.1:8080/predictions/classifier --body b.json
 
-The benchmark is the installed package mkserve.builder.bench (also `mkserve
+The benchmark is the installed package mkserve.bench (also `mkserve
 bench`); this script is its entry point in a checkout, where the example
 names (classifier, transformer) are archived from examples/ with the real
 torch-model-archiver. See benchmarks/README.md.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from mkserve.builder.bench.bench import main
+from mkserve.bench.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

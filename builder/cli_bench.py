@@ -33,7 +33,7 @@ def _prediction_url(url: str) -> str:
 def _default_body(url: str, body: bytes | None) -> bytes:
     if body is not None:
         return body
-    from .bench.bench import EXAMPLE_KIND, example_body
+    from mkserve.bench.bench import EXAMPLE_KIND, example_body
 
     name = url.rstrip("/").rsplit("/", 1)[-1]
     if name in EXAMPLE_KIND:
@@ -42,7 +42,7 @@ def _default_body(url: str, body: bytes | None) -> bytes:
 
 
 def _is_example(name: str) -> bool:
-    from .bench.bench import EXAMPLES_DIR
+    from mkserve.bench.bench import EXAMPLES_DIR
 
     return "/" not in name and ":" not in name and (EXAMPLES_DIR / name / "make_model.py").exists()
 
@@ -83,10 +83,11 @@ def bench_command(
     in-process limit, plus cold start and memory (PSS), in one table of ratios. With a
     URL or an image: that server alone (an image adds its cold start).
     """
-    from .bench import loadgen
-    from .bench import plot as charts
-    from .bench.bench import run_benchmark
-    from .bench.servers import ServerError
+    from mkserve.bench import loadgen
+    from mkserve.bench import plot as charts
+    from mkserve.bench.bench import run_benchmark
+    from mkserve.bench.servers import ServerError
+
     from .run import env_pairs, read_data
 
     if target.endswith(".json"):
@@ -126,17 +127,14 @@ def bench_command(
             report = _bench_image(target, body, extra_env, common)
     except (ServerError, loadgen.LoadError) as exc:
         raise MkserveError(str(exc)) from exc
-    except SystemExit as exc:  # the benchmark's own usage errors
-        if isinstance(exc.code, str):
-            raise UsageError(exc.code) from exc
-        raise
     if plot is not None:
         typer.echo(f"wrote {charts.plot(report, plot)}", err=True)
 
 
 def _bench_image(image: str, body: bytes | None, env: dict[str, str],
                  common: dict[str, Any]) -> dict[str, Any]:
-    from .bench.bench import run_benchmark
+    from mkserve.bench.bench import run_benchmark
+
     from .engine import connect
     from .run import start
 
@@ -147,7 +145,7 @@ def _bench_image(image: str, body: bytes | None, env: dict[str, str],
     try:
         url = f"{started.url}/predictions/{started.model}"
         body = _default_body(url, body)
-        from .bench.servers import post_once
+        from mkserve.bench.servers import post_once
 
         status, answer = post_once(url, body, timeout=60)
         cold = time.monotonic() - began

@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"runtime": "mkserve.runtime", "builder": "mkserve.builder",
+PACKAGES = {"runtime": "mkserve.runtime", "builder": "mkserve.builder", "bench": "mkserve.bench",
             "templates": "mkserve.templates"}
 
 

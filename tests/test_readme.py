@@ -43,7 +43,7 @@ def test_the_pictures_are_drawn_from_the_repository():
     import subprocess
     import sys
 
-    from mkserve.builder.bench.plot import load_report, summary_table
+    from mkserve.bench.plot import load_report, summary_table
 
     root = Path(__file__).parents[1]
     assert "](docs/img/flow.svg)" in README and "](docs/img/bench.png)" in README

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mkserve.builder.bench import plot as charts
+from mkserve.bench import plot as charts
 from mkserve.builder.cli import app
 from mkserve.builder.errors import UsageError
 from typer.testing import CliRunner

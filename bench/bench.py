@@ -6,7 +6,7 @@ Entry points: `mkserve bench` (builder/cli_bench.py) and, in a checkout,
 For each archive: the model's in-process batched throughput (the physical
 limit), then TorchServe, mkserve (`python -m mkserve.runtime`, as the image
 runs it) and two trivial endpoints under mkserve's gunicorn configuration (a
-Flask route, and the predictions fast path with no model: builder/bench/trivial.py)
+Flask route, and the predictions fast path with no model: bench/trivial.py)
 are started one after the other (cold start to the first 200), warmed up, their
 PSS summed over each process tree, and driven by wrk at each connection
 count, interleaved server by server so that noise on this shared machine hits
@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mkserve.builder.errors import UsageError
+
 from . import loadgen, procs
 from .servers import (
     External,
@@ -43,7 +45,7 @@ from .servers import (
 )
 
 # Example names work in a checkout of mkserve (examples/, tests/archives.py).
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO / "examples"
 SERVER_KINDS = ("torchserve", "mkserve", "trivial", "inprocess")
 # Memory is read this long after the warm-up load stops (every server alike): what an
@@ -61,7 +63,7 @@ def example_body(example: str) -> bytes:
     path = EXAMPLES_DIR / example / "input.json"
     if path.exists():
         return path.read_bytes().strip()
-    raise SystemExit(f"no request body known for example {example!r}; pass --body FILE")
+    raise UsageError(f"no request body known for example {example!r}; pass --body FILE")
 
 
 @dataclass
@@ -86,7 +88,7 @@ def _manifest(archive: Path) -> dict[str, Any]:
         for member in tar.getmembers():
             if member.name.endswith("MAR-INF/MANIFEST.json"):
                 return json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
-    raise SystemExit(f"{archive}: no MAR-INF/MANIFEST.json; is it a model archive?")
+    raise UsageError(f"{archive}: no MAR-INF/MANIFEST.json; is it a model archive?")
 
 
 def _batch_size(archive: Path) -> int:
@@ -104,7 +106,7 @@ def prepare_target(spec: str, store: Path, body: bytes | None) -> Target:
     """An example name (archived with the real torch-model-archiver) or an archive path."""
     if spec in EXAMPLE_KIND or (EXAMPLES_DIR / spec / "make_model.py").exists():
         if not (REPO / "tests" / "archives.py").exists():
-            raise SystemExit(f"{spec}: example names work in a checkout of mkserve; "
+            raise UsageError(f"{spec}: example names work in a checkout of mkserve; "
                              "pass the path of a .mar (and --body FILE) instead")
         sys.path.insert(0, str(REPO / "tests"))
         # A checkout's test helpers (open in issue 14: the bench package makes its own).
@@ -116,12 +118,12 @@ def prepare_target(spec: str, store: Path, body: bytes | None) -> Target:
     else:
         archive = Path(spec).resolve()
         if not archive.exists():
-            raise SystemExit(f"{spec}: neither an example ({', '.join(DEFAULT_EXAMPLES)}) "
+            raise UsageError(f"{spec}: neither an example ({', '.join(DEFAULT_EXAMPLES)}) "
                              "nor an archive path")
         if body is None:
-            raise SystemExit(f"{spec}: pass --body FILE (one request body) for this archive")
+            raise UsageError(f"{spec}: pass --body FILE (one request body) for this archive")
         if archive.suffix != ".mar":
-            raise SystemExit(f"{spec}: TorchServe takes .mar archives; pass a .mar")
+            raise UsageError(f"{spec}: TorchServe takes .mar archives; pass a .mar")
         kind = None
     name = _manifest(archive)["model"]["modelName"]
     return Target(Path(spec).name, archive, name, body, _batch_size(archive), kind)
@@ -164,7 +166,7 @@ def _body_file(target: Target, workdir: Path) -> Path:
 def _inprocess_run(target: Target, archive: Path, body_file: Path, copies: int, threads: int,
                    duration: float, precision: str, jit: str) -> list[dict[str, Any]]:
     """`copies` in-process measurements at once (all warmed up before any measures)."""
-    cmd = [sys.executable, "-m", "mkserve.builder.bench.inprocess", str(archive),
+    cmd = [sys.executable, "-m", "mkserve.bench.inprocess", str(archive),
            str(body_file), "--threads", str(threads), "--batch", str(target.batch_size),
            "--duration", str(duration), "--precision", precision, "--wait"]
     env = dict(os.environ, MKSERVE_JIT_OPTIMIZE=jit)
@@ -572,7 +574,7 @@ def run_benchmark(archives: Sequence[str] | None = None, *, duration: float = 10
     kinds = list(only or SERVER_KINDS)
     for kind in kinds:
         if kind not in SERVER_KINDS:
-            raise SystemExit(f"--only {kind}: expected some of {', '.join(SERVER_KINDS)}")
+            raise UsageError(f"--only {kind}: expected some of {', '.join(SERVER_KINDS)}")
     connections = sorted({int(c) for c in connections})
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="mkserve-bench-"))
@@ -589,7 +591,7 @@ def run_benchmark(archives: Sequence[str] | None = None, *, duration: float = 10
                 name = url.rstrip("/").rsplit("/", 1)[-1]
                 body = example_body(name) if name in EXAMPLE_KIND else None
             if body is None:
-                raise SystemExit("--url needs --body FILE (one request body)")
+                raise UsageError("--url needs --body FILE (one request body)")
             server = External(url, body)
             server.start()
             script = loadgen.write_script(workdir, body)
@@ -730,9 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       rounds=args.rounds, inprocess_duration=args.inprocess_duration,
                       wrk_threads=args.wrk_threads, json_out=args.json_out,
                       keep_workdir=args.keep_workdir)
-    except (ServerError, loadgen.LoadError) as exc:
+    except (ServerError, loadgen.LoadError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     return 0
 
 

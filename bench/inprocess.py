@@ -1,6 +1,6 @@
 """The model's own batched throughput, in-process: the physical limit a server is compared to.
 
-`python -m mkserve.builder.bench.inprocess ARCHIVE BODY.json --threads T --batch B --duration D`
+`python -m mkserve.bench.inprocess ARCHIVE BODY.json --threads T --batch B --duration D`
 loads the archive's handler exactly as an mkserve worker does (same `ts`
 shim, same Context, same allocator tuning and TorchScript executor setting,
 MKSERVE_JIT_OPTIMIZE) and calls `handler.handle(rows, context)` on batches of

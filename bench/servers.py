@@ -134,7 +134,7 @@ class Mkserve(Server):
 
 
 class Trivial(Mkserve):
-    """mkserve.builder.bench.trivial: mkserve's gunicorn configuration, a do-nothing Flask
+    """mkserve.bench.trivial: mkserve's gunicorn configuration, a do-nothing Flask
     endpoint."""
 
     label = "trivial"
@@ -146,7 +146,7 @@ class Trivial(Mkserve):
                          {**env, "MKSERVE_BENCH_TRIVIAL": self.variant}, label=self.label)
 
     def module(self) -> str:
-        return "mkserve.builder.bench.trivial"
+        return "mkserve.bench.trivial"
 
 
 class TrivialFast(Trivial):

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from mkserve.builder.errors import UsageError
 
 # What the chart and the table compare, in this order: (key in the report, legend).
 SERVERS = (("mkserve", "mkserve"), ("torchserve", "TorchServe 0.12"))

@@ -1,6 +1,6 @@
 """A trivial endpoint under mkserve's own gunicorn configuration: the HTTP stack's ceiling.
 
-`python -m mkserve.builder.bench.trivial` with the same environment as the runtime
+`python -m mkserve.bench.trivial` with the same environment as the runtime
 (MKSERVE_MODEL, PORT, ...): the master resolves settings and the worker plan
 exactly as `python -m mkserve.runtime` does and runs gunicorn through the same
 `Runtime` class (same workers, worker class, keep-alive, hooks), but each worker
