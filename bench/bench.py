@@ -102,17 +102,28 @@ def _batch_size(archive: Path) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def archive_example(name: str, store: Path) -> Path:
+    """examples/NAME/NAME.mar, made by the example's own archive.sh (the real
+    torch-model-archiver, as the README's Quick start makes it)."""
+    script = EXAMPLES_DIR / name / "archive.sh"
+    if not script.exists():
+        raise UsageError(f"{name}: example names work in a checkout of mkserve; pass the path "
+                         "of a .mar (and --body FILE) instead")
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(script), str(store)], capture_output=True, text=True,
+                          env=env, check=False)
+    archive = store / f"{name}.mar"
+    if proc.returncode != 0 or not archive.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise UsageError(f"{script} failed ({proc.returncode}): {' / '.join(tail)}; is "
+                         "torch-model-archiver installed (pip install -e '.[examples]')?")
+    return archive
+
+
 def prepare_target(spec: str, store: Path, body: bytes | None) -> Target:
     """An example name (archived with the real torch-model-archiver) or an archive path."""
     if spec in EXAMPLE_KIND or (EXAMPLES_DIR / spec / "make_model.py").exists():
-        if not (REPO / "tests" / "archives.py").exists():
-            raise UsageError(f"{spec}: example names work in a checkout of mkserve; "
-                             "pass the path of a .mar (and --body FILE) instead")
-        sys.path.insert(0, str(REPO / "tests"))
-        # A checkout's test helpers (open in issue 14: the bench package makes its own).
-        from archives import make_archive  # type: ignore[import-not-found]
-
-        archive = make_archive(spec, store)
+        archive = archive_example(spec, store)
         body = body or example_body(spec)
         kind = EXAMPLE_KIND.get(spec)
     else:

@@ -99,3 +99,10 @@ def test_the_runtime_never_imports_the_builder() -> None:
     offenders = {name: sorted(t for t in targets if t.startswith("mkserve.builder"))
                  for name, targets in graph().items() if name.startswith("mkserve.runtime")}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_benchmark_stands_on_its_own() -> None:
+    """mkserve.bench uses the runtime and the builder, never the test helpers."""
+    for path in (ROOT / "bench").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert '"tests"' not in text and "from archives" not in text, path
