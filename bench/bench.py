@@ -15,7 +15,6 @@ See benchmarks/README.md for the method and what each number means.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -44,7 +43,7 @@ from .servers import (
     TrivialFast,
 )
 
-# Example names work in a checkout of mkserve (examples/, tests/archives.py).
+# Example names work in a checkout of mkserve (examples/NAME/archive.sh).
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO / "examples"
 SERVER_KINDS = ("torchserve", "mkserve", "trivial", "inprocess")
@@ -693,61 +692,3 @@ def optimized_copy(target: Target, folder: Path) -> tuple[Path | None, Any]:
                                   sample_inputs=example_sample_inputs(target.label))
     _log(sys.stderr, f"{target.label}: optimize: {report}")
     return (source.model_dir if report.optimized else None), report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="benchmarks/bench.py",
-        description="mkserve vs TorchServe 0.12 side by side (see benchmarks/README.md).")
-    parser.add_argument("archives", nargs="*",
-                        help=f"example names or .mar paths (default: {' '.join(DEFAULT_EXAMPLES)})")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per server")
-    parser.add_argument("--connections", default="1,16,64", help="comma-separated counts")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="wrk runs per server and connection count (median reported)")
-    parser.add_argument("--only", default="",
-                        help=f"comma-separated subset of {','.join(SERVER_KINDS)}")
-    parser.add_argument("--url", help="drive this already-running prediction URL instead")
-    parser.add_argument("--body", type=Path, help="request body file (JSON) for the archive/URL")
-    parser.add_argument("--precision", choices=("bf16", "fp16"),
-                        help="also run mkserve with MKSERVE_PRECISION=this")
-    parser.add_argument("--optimize", action="store_true",
-                        help="also run mkserve on a frozen + optimize_for_inference copy")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra environment for mkserve (e.g. MKSERVE_THREADS=8)")
-    parser.add_argument("--ts-workers", type=int, help="TorchServe default_workers_per_model")
-    parser.add_argument("--ts-intra-op-threads", type=int,
-                        help="OMP_NUM_THREADS for TorchServe workers (default: unset, as shipped)")
-    parser.add_argument("--no-ts-tuned", action="store_true",
-                        help="skip the second TorchServe run with OMP_NUM_THREADS=cores/workers")
-    parser.add_argument("--inprocess-duration", type=float, default=5.0)
-    parser.add_argument("--wrk-threads", type=int, default=1)
-    parser.add_argument("--json", dest="json_out", help="also write all figures to this file")
-    parser.add_argument("--keep-workdir", action="store_true", help="keep logs for inspection")
-    args = parser.parse_args(argv)
-    env = {}
-    for item in args.env:
-        name, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--env {item}: expected NAME=VALUE")
-        env[name] = value
-    try:
-        run_benchmark(args.archives or None, duration=args.duration, warmup=args.warmup,
-                      connections=[int(c) for c in args.connections.split(",") if c.strip()],
-                      only=[k.strip() for k in args.only.split(",") if k.strip()] or None,
-                      url=args.url, body=args.body.read_bytes().strip() if args.body else None,
-                      precision=args.precision, optimize=args.optimize, mkserve_env=env,
-                      ts_workers=args.ts_workers, ts_intra_op_threads=args.ts_intra_op_threads,
-                      ts_tuned=not args.no_ts_tuned,
-                      rounds=args.rounds, inprocess_duration=args.inprocess_duration,
-                      wrk_threads=args.wrk_threads, json_out=args.json_out,
-                      keep_workdir=args.keep_workdir)
-    except (ServerError, loadgen.LoadError, UsageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, UsageError) else 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

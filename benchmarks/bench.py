@@ -6,16 +6,17 @@
     python benchmarks/bench.py classifier --only mkserve --precision bf16
     python benchmarks/bench.py --url http://127.0.0.1:8080/predictions/classifier --body b.json
 
-The benchmark is the installed package mkserve.bench (also `mkserve
-bench`); this script is its entry point in a checkout, where the example
-names (classifier, transformer) are archived from examples/ with the real
-torch-model-archiver. See benchmarks/README.md.
+The benchmark is the installed package mkserve.bench and this script is
+`mkserve bench` under another name (the same options, the same table); in a
+checkout the example names (classifier, transformer) are archived from
+examples/ with the real torch-model-archiver. See benchmarks/README.md.
 """
 from __future__ import annotations
 
 import sys
 
-from mkserve.bench.bench import main
+from mkserve.builder.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.argv = ["mkserve", "bench", *sys.argv[1:]]
+    main()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import MkserveError, UsageError
+from .run import env_pairs, read_data
 
 
 def _connections(text: str) -> list[int]:
@@ -48,27 +49,45 @@ def _is_example(name: str) -> bool:
 
 
 def bench_command(
-    target: Annotated[str, typer.Argument(
-        metavar="ARCHIVE|URL|IMAGE|RESULTS.json",
-        help="A .mar to run mkserve and TorchServe 0.12 side by side on (or an example name "
-             "in a checkout: classifier, transformer); http://HOST:PORT of a running server; "
-             "an image built by `mkserve build` (started for the benchmark); or the JSON of "
-             "an earlier run (--json), to show its summary and --plot it again.")],
+    targets: Annotated[list[str] | None, typer.Argument(
+        metavar="[ARCHIVE|URL|IMAGE|RESULTS.json]...",
+        help="Archives (.mar) to run mkserve and TorchServe 0.12 side by side on, or example "
+             "names in a checkout (default: classifier transformer); http://HOST:PORT of a "
+             "running server; an image built by `mkserve build` (started for the benchmark); "
+             "or the JSON of an earlier run (--json), to show its summary and --plot it.",
+        show_default=False)] = None,
     data: Annotated[str | None, typer.Option(
         "--data", "-d", help="One request body: @file.json, - for stdin, or the text "
                              "(default: the example's own input).")] = None,
+    body: Annotated[Path | None, typer.Option(
+        help="A file holding the request body (the same as --data @FILE).")] = None,
+    url: Annotated[str | None, typer.Option(
+        help="A running server to drive (the same as giving its URL as the target).")] = None,
     connections: Annotated[str, typer.Option(help="wrk connection counts.")] = "1,16,64",
     duration: Annotated[float, typer.Option(help="Seconds per wrk run.")] = 10.0,
     warmup: Annotated[float, typer.Option(help="Seconds of warm-up per server.")] = 3.0,
     rounds: Annotated[int, typer.Option(help="wrk runs per server and count (median).")] = 1,
     only: Annotated[str, typer.Option(
-        help="With an archive: some of torchserve,mkserve,trivial,inprocess.")] = "",
+        help="With archives: some of torchserve,mkserve,trivial,inprocess.")] = "",
     precision: Annotated[str | None, typer.Option(
-        help="With an archive: also run mkserve with this precision (bf16, fp16).")] = None,
+        help="With archives: also run mkserve with this precision (bf16, fp16).")] = None,
     optimize: Annotated[bool, typer.Option(
-        "--optimize", help="With an archive: also run an --optimize'd copy of its model.")] = False,
+        "--optimize", help="With archives: also run an --optimize'd copy of the model.")] = False,
     env: Annotated[list[str] | None, typer.Option(
         "--env", "-e", help="Extra environment for mkserve, NAME=VALUE.")] = None,
+    ts_workers: Annotated[int | None, typer.Option(
+        help="TorchServe's default_workers_per_model (default: mkserve's worker count).")
+    ] = None,
+    ts_intra_op_threads: Annotated[int | None, typer.Option(
+        help="OMP_NUM_THREADS for TorchServe's workers (default: unset, as it ships).")] = None,
+    no_ts_tuned: Annotated[bool, typer.Option(
+        "--no-ts-tuned", help="Skip the second TorchServe run with mkserve's threads per "
+                              "worker.")] = False,
+    inprocess_duration: Annotated[float, typer.Option(
+        help="Seconds per in-process measurement.")] = 5.0,
+    wrk_threads: Annotated[int, typer.Option(help="wrk threads.")] = 1,
+    keep_workdir: Annotated[bool, typer.Option(
+        "--keep-workdir", help="Keep the servers' logs for inspection.")] = False,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write every figure to this JSON file.")] = None,
     plot: Annotated[Path | None, typer.Option(
@@ -78,20 +97,20 @@ def bench_command(
 ) -> None:
     """Measure throughput, p50/p99 latency and errors with wrk at each connection count.
 
-    With an archive: TorchServe 0.12 (if installed) and mkserve with the same batch
+    With archives: TorchServe 0.12 (if installed) and mkserve with the same batch
     settings, a trivial endpoint on mkserve's gunicorn configuration and the model's
     in-process limit, plus cold start and memory (PSS), in one table of ratios. With a
     URL or an image: that server alone (an image adds its cold start).
+    `python benchmarks/bench.py ...` is this command.
     """
-    from mkserve.bench import loadgen
     from mkserve.bench import plot as charts
-    from mkserve.bench.bench import run_benchmark
-    from mkserve.bench.servers import ServerError
+    from mkserve.bench.bench import DEFAULT_EXAMPLES
 
-    from .run import env_pairs, read_data
-
-    if target.endswith(".json"):
-        report = charts.load_report(target)
+    chosen = ([url] if url else []) + list(targets or []) or list(DEFAULT_EXAMPLES)
+    if data is None and body is not None:
+        data = f"@{body}"
+    if len(chosen) == 1 and chosen[0].endswith(".json"):
+        report = charts.load_report(chosen[0])
         typer.echo(charts.summary_table(report))
         if plot is not None:
             typer.echo(f"wrote {charts.plot(report, plot)}", err=True)
@@ -101,34 +120,50 @@ def bench_command(
             import matplotlib  # noqa: F401  (fail before a long run, not after it)
         except ImportError as exc:
             raise UsageError("--plot needs matplotlib: pip install 'mkserve[plot]'") from exc
-    counts = _connections(connections)
-    body = read_data(data) if data is not None else None
     if precision not in (None, "bf16", "fp16"):
         raise UsageError(f"--precision {precision}: expected bf16 or fp16")
-    extra_env = env_pairs(env or [])
-    common: dict[str, Any] = {"duration": duration, "warmup": warmup, "connections": counts,
-                              "rounds": rounds, "json_out": json_out}
+    common: dict[str, Any] = {"duration": duration, "warmup": warmup, "rounds": rounds,
+                              "connections": _connections(connections), "json_out": json_out,
+                              "wrk_threads": wrk_threads}
+    archives = {"precision": precision, "optimize": optimize, "mkserve_env": env_pairs(env or []),
+                "only": [k.strip() for k in only.split(",") if k.strip()] or None,
+                "ts_workers": ts_workers, "ts_intra_op_threads": ts_intra_op_threads,
+                "ts_tuned": not no_ts_tuned, "inprocess_duration": inprocess_duration,
+                "keep_workdir": keep_workdir}
+    report = _run(chosen, read_data(data) if data is not None else None, common, archives)
+    if plot is not None:
+        typer.echo(f"wrote {charts.plot(report, plot)}", err=True)
+
+
+def _run(targets: list[str], body: bytes | None, common: dict[str, Any],
+         archives: dict[str, Any]) -> dict[str, Any]:
+    """Benchmark archives/examples side by side, or one URL or image alone."""
+    from mkserve.bench import loadgen
+    from mkserve.bench.bench import run_benchmark
+    from mkserve.bench.servers import ServerError
+
     try:
         loadgen.wrk_path()
     except loadgen.LoadError as exc:
         raise MkserveError(str(exc)) from exc
+    local = [t for t in targets if Path(t).exists() or _is_example(t)]
+    for target in targets:
+        if target not in local and target.endswith((".mar", ".tar.gz", ".tgz", ".json")) \
+                or target.startswith((".", "/")) and target not in local:
+            raise UsageError(f"{target}: no such file or folder")
+    if len(targets) > 1 and len(local) != len(targets):
+        raise UsageError("several targets must all be archives or example names; benchmark "
+                         "a URL or an image on its own")
     try:
+        if local:
+            return run_benchmark(local, body=body, **archives, **common)
+        target = targets[0]
         if target.startswith(("http://", "https://")):
             url = _prediction_url(target)
-            report = run_benchmark(url=url, body=_default_body(url, body), **common)
-        elif Path(target).exists() or _is_example(target):
-            report = run_benchmark(
-                [target], body=body, precision=precision, optimize=optimize,
-                mkserve_env=extra_env,
-                only=[k.strip() for k in only.split(",") if k.strip()] or None, **common)
-        elif target.endswith((".mar", ".tar.gz", ".tgz")) or target.startswith((".", "/")):
-            raise UsageError(f"{target}: no such file or folder")
-        else:
-            report = _bench_image(target, body, extra_env, common)
+            return run_benchmark(url=url, body=_default_body(url, body), **common)
+        return _bench_image(target, body, archives["mkserve_env"], common)
     except (ServerError, loadgen.LoadError) as exc:
         raise MkserveError(str(exc)) from exc
-    if plot is not None:
-        typer.echo(f"wrote {charts.plot(report, plot)}", err=True)
 
 
 def _bench_image(image: str, body: bytes | None, env: dict[str, str],

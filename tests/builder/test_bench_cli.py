@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,17 @@ def test_compute_bound_limit_is_measured_again_in_every_round(tmp_path: Path):
     row = table_row(result.stdout, "c=2 req/s")
     assert f"same rounds {expected:.2f}×" in row[5]
     assert "≥0.9× in-proc " + ("✓" if expected >= 0.9 else "✗") in row[6]
+
+
+def test_benchmarks_bench_py_is_mkserve_bench() -> None:
+    """One command line: the checkout's script and the installed command answer alike."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+    for args in (["--help"], ["classifier", "--only", "nope"]):
+        ours = subprocess.run([sys.executable, str(script), *args], capture_output=True,
+                              text=True, check=False, env={**os.environ, "COLUMNS": "100"})
+        theirs = subprocess.run([sys.executable, "-m", "mkserve.builder.cli", "bench", *args],
+                                capture_output=True, text=True, check=False,
+                                env={**os.environ, "COLUMNS": "100"})
+        assert (ours.returncode, ours.stdout, ours.stderr) == \
+            (theirs.returncode, theirs.stdout, theirs.stderr), args
+    assert theirs.returncode == 2 and "--only nope: expected some of" in theirs.stderr
