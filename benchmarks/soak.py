@@ -16,7 +16,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,40 +24,15 @@ import time
 from pathlib import Path
 
 import requests
+from mkserve.bench.bench import archive_example
+from mkserve.bench.procs import free_port, pss_kb, tree
 
-REPO = Path(__file__).resolve().parents[1]
 GUIDE_INPUT = {"features": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
 
 
 def pss_kib(pid: int) -> int:
-    """PSS of a process and all its descendants, from /proc/PID/smaps_rollup."""
-    total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    break
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return total
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def make_classifier_archive(folder: Path) -> Path:
-    sys.path.insert(0, str(REPO / "tests"))
-    from archives import make_archive  # the real torch-model-archiver
-
-    return make_archive("classifier", folder)
+    """PSS of a process and all its descendants (kB)."""
+    return sum(pss_kb(p) for p in tree(pid))
 
 
 # Each entry: (label, method, path suffix, kwargs, expected statuses)
@@ -97,7 +71,7 @@ def main() -> int:  # noqa: C901
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mkserve-soak-"))
-    source = Path(args.source) if args.source else make_classifier_archive(work / "store")
+    source = Path(args.source) if args.source else archive_example("classifier", work / "store")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(work / "server.log", "wb")  # noqa: SIM115 - closed at the end
