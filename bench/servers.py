@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mkserve.runtime import routes
+
 from . import procs
 
 
@@ -52,7 +54,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/predictions/{self.model_name}"
+        return f"http://127.0.0.1:{self.port}{routes.predictions(self.model_name)}"
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         raise NotImplementedError

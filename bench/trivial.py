@@ -22,6 +22,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from mkserve.runtime import routes
 from mkserve.runtime.logs import logging_config
 from mkserve.runtime.server import Runtime, _owned_tempdir, prepare
 from mkserve.runtime.settings import BENCH_TRIVIAL_VARIABLE
@@ -41,7 +42,7 @@ class TrivialRoute:
     def __init__(self, model_name: str, answer: bytes) -> None:
         from mkserve.runtime.fastpath import request_ids
 
-        self.path = f"/predictions/{model_name}"
+        self.path = routes.predictions(model_name)
         self.body = answer
         self.new_request_id = request_ids()
 
@@ -75,12 +76,12 @@ def trivial_app(model_name: str) -> ServingApp:
     app = ServingApp("trivial")
     answer = json.dumps(ANSWER).encode()
 
-    @app.post("/predictions/<model>")
+    @app.post(routes.PREDICTIONS + "/<model>")
     def predictions(model: str) -> Response:
         json.loads(request.get_data(cache=False))
         return Response(answer, mimetype="application/json")
 
-    @app.get("/ping")
+    @app.get(routes.PING)
     def ping() -> Response:
         return Response('{"status": "Healthy"}', mimetype="application/json")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from mkserve.runtime import routes
 
 from .errors import MkserveError, UsageError
 from .run import env_pairs, read_data
@@ -28,7 +29,7 @@ def _prediction_url(url: str) -> str:
     url = url.rstrip("/")
     if "/predictions/" in url or "/v1/models/" in url or "/v2/models/" in url:
         return url
-    return f"{url}/predictions/{model_at(url)}"
+    return url + routes.predictions(model_at(url))
 
 
 def _default_body(url: str, body: bytes | None) -> bytes:
@@ -48,60 +49,83 @@ def _is_example(name: str) -> bool:
     return "/" not in name and ":" not in name and (EXAMPLES_DIR / name / "make_model.py").exists()
 
 
+# The command's options, one alias each, so that its signature reads as a list.
+TargetsOpt = Annotated[list[str] | None, typer.Argument(
+    metavar="[ARCHIVE|URL|IMAGE|RESULTS.json]...",
+    help="Archives (.mar) to run mkserve and TorchServe 0.12 side by side on, or example "
+         "names in a checkout (default: classifier transformer); http://HOST:PORT of a "
+         "running server; an image built by `mkserve build` (started for the benchmark); "
+         "or the JSON of an earlier run (--json), to show its summary and --plot it.",
+    show_default=False)]
+DataOpt = Annotated[str | None, typer.Option(
+    "--data", "-d", help="One request body: @file.json, - for stdin, or the text "
+                         "(default: the example's own input).")]
+BodyOpt = Annotated[Path | None, typer.Option(
+    help="A file holding the request body (the same as --data @FILE).")]
+UrlOpt = Annotated[str | None, typer.Option(
+    help="A running server to drive (the same as giving its URL as the target).")]
+ConnectionsOpt = Annotated[str, typer.Option(help="wrk connection counts.")]
+DurationOpt = Annotated[float, typer.Option(help="Seconds per wrk run.")]
+WarmupOpt = Annotated[float, typer.Option(help="Seconds of warm-up per server.")]
+RoundsOpt = Annotated[int, typer.Option(help="wrk runs per server and count (median).")]
+OnlyOpt = Annotated[str, typer.Option(
+    help="With archives: some of torchserve,mkserve,trivial,inprocess.")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    help="With archives: also run mkserve with this precision (bf16, fp16).")]
+OptimizeOpt = Annotated[bool, typer.Option(
+    "--optimize", help="With archives: also run an --optimize'd copy of the model.")]
+EnvOpt = Annotated[list[str] | None, typer.Option(
+    "--env", "-e", help="Extra environment for mkserve, NAME=VALUE.")]
+TsWorkersOpt = Annotated[int | None, typer.Option(
+    help="TorchServe's default_workers_per_model (default: mkserve's worker count).")]
+TsIntraOpThreadsOpt = Annotated[int | None, typer.Option(
+    help="OMP_NUM_THREADS for TorchServe's workers (default: unset, as it ships).")]
+NoTsTunedOpt = Annotated[bool, typer.Option(
+    "--no-ts-tuned", help="Skip the second TorchServe run with mkserve's threads per "
+                          "worker.")]
+InprocessDurationOpt = Annotated[float, typer.Option(
+    help="Seconds per in-process measurement.")]
+WrkThreadsOpt = Annotated[int, typer.Option(help="wrk threads.")]
+KeepWorkdirOpt = Annotated[bool, typer.Option(
+    "--keep-workdir", help="Keep the servers' logs for inspection.")]
+JsonOutOpt = Annotated[Path | None, typer.Option(
+    "--json", help="Also write every figure to this JSON file.")]
+PlotOpt = Annotated[Path | None, typer.Option(
+    "--plot", metavar="FILE.png",
+    help="Also draw throughput and latency against connections, mkserve and TorchServe "
+         "side by side (needs matplotlib: pip install 'mkserve[plot]').")]
+
+
 def bench_command(
-    targets: Annotated[list[str] | None, typer.Argument(
-        metavar="[ARCHIVE|URL|IMAGE|RESULTS.json]...",
-        help="Archives (.mar) to run mkserve and TorchServe 0.12 side by side on, or example "
-             "names in a checkout (default: classifier transformer); http://HOST:PORT of a "
-             "running server; an image built by `mkserve build` (started for the benchmark); "
-             "or the JSON of an earlier run (--json), to show its summary and --plot it.",
-        show_default=False)] = None,
-    data: Annotated[str | None, typer.Option(
-        "--data", "-d", help="One request body: @file.json, - for stdin, or the text "
-                             "(default: the example's own input).")] = None,
-    body: Annotated[Path | None, typer.Option(
-        help="A file holding the request body (the same as --data @FILE).")] = None,
-    url: Annotated[str | None, typer.Option(
-        help="A running server to drive (the same as giving its URL as the target).")] = None,
-    connections: Annotated[str, typer.Option(help="wrk connection counts.")] = "1,16,64",
-    duration: Annotated[float, typer.Option(help="Seconds per wrk run.")] = 10.0,
-    warmup: Annotated[float, typer.Option(help="Seconds of warm-up per server.")] = 3.0,
-    rounds: Annotated[int, typer.Option(help="wrk runs per server and count (median).")] = 1,
-    only: Annotated[str, typer.Option(
-        help="With archives: some of torchserve,mkserve,trivial,inprocess.")] = "",
-    precision: Annotated[str | None, typer.Option(
-        help="With archives: also run mkserve with this precision (bf16, fp16).")] = None,
-    optimize: Annotated[bool, typer.Option(
-        "--optimize", help="With archives: also run an --optimize'd copy of the model.")] = False,
-    env: Annotated[list[str] | None, typer.Option(
-        "--env", "-e", help="Extra environment for mkserve, NAME=VALUE.")] = None,
-    ts_workers: Annotated[int | None, typer.Option(
-        help="TorchServe's default_workers_per_model (default: mkserve's worker count).")
-    ] = None,
-    ts_intra_op_threads: Annotated[int | None, typer.Option(
-        help="OMP_NUM_THREADS for TorchServe's workers (default: unset, as it ships).")] = None,
-    no_ts_tuned: Annotated[bool, typer.Option(
-        "--no-ts-tuned", help="Skip the second TorchServe run with mkserve's threads per "
-                              "worker.")] = False,
-    inprocess_duration: Annotated[float, typer.Option(
-        help="Seconds per in-process measurement.")] = 5.0,
-    wrk_threads: Annotated[int, typer.Option(help="wrk threads.")] = 1,
-    keep_workdir: Annotated[bool, typer.Option(
-        "--keep-workdir", help="Keep the servers' logs for inspection.")] = False,
-    json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Also write every figure to this JSON file.")] = None,
-    plot: Annotated[Path | None, typer.Option(
-        "--plot", metavar="FILE.png",
-        help="Also draw throughput and latency against connections, mkserve and TorchServe "
-             "side by side (needs matplotlib: pip install 'mkserve[plot]').")] = None,
+    targets: TargetsOpt = None,
+    data: DataOpt = None,
+    body: BodyOpt = None,
+    url: UrlOpt = None,
+    connections: ConnectionsOpt = "1,16,64",
+    duration: DurationOpt = 10.0,
+    warmup: WarmupOpt = 3.0,
+    rounds: RoundsOpt = 1,
+    only: OnlyOpt = "",
+    precision: PrecisionOpt = None,
+    optimize: OptimizeOpt = False,
+    env: EnvOpt = None,
+    ts_workers: TsWorkersOpt = None,
+    ts_intra_op_threads: TsIntraOpThreadsOpt = None,
+    no_ts_tuned: NoTsTunedOpt = False,
+    inprocess_duration: InprocessDurationOpt = 5.0,
+    wrk_threads: WrkThreadsOpt = 1,
+    keep_workdir: KeepWorkdirOpt = False,
+    json_out: JsonOutOpt = None,
+    plot: PlotOpt = None,
 ) -> None:
     """Measure throughput, p50/p99 latency and errors with wrk at each connection count.
 
-    With archives: TorchServe 0.12 (if installed) and mkserve with the same batch
-    settings, a trivial endpoint on mkserve's gunicorn configuration and the model's
-    in-process limit, plus cold start and memory (PSS), in one table of ratios. With a
-    URL or an image: that server alone (an image adds its cold start).
-    `python benchmarks/bench.py ...` is this command.
+    With archives: TorchServe 0.12 (if installed) and mkserve with the same
+    batch settings, a trivial endpoint on mkserve's gunicorn configuration
+    and the model's in-process limit, plus cold start and memory (PSS), in
+    one table of ratios. With a URL or an image: that server alone (an
+    image adds its cold start). `python benchmarks/bench.py ...` is this
+    command.
     """
     from mkserve.bench import plot as charts
     from mkserve.bench.bench import DEFAULT_EXAMPLES
@@ -178,7 +202,7 @@ def _bench_image(image: str, body: bytes | None, env: dict[str, str],
     began = time.monotonic()
     started = start(engine, image, environment=env)
     try:
-        url = f"{started.url}/predictions/{started.model}"
+        url = started.url + routes.predictions(started.model)
         body = _default_body(url, body)
         from mkserve.bench.servers import post_once
 

@@ -44,11 +44,6 @@ ACTIONS = {
 }
 
 
-def build_command() -> str:
-    """The build-and-push command line the README documents (see BUILD_COMMAND)."""
-    return BUILD_COMMAND
-
-
 def requirement_from(value: str) -> str:
     """--mkserve-from: a pip requirement for mkserve from a git URL, a wheel URL or path, or
     a requirement as pip writes it (mkserve==0.1.0, mkserve @ URL)."""

@@ -6,14 +6,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mkserve.runtime import routes
 from mkserve.runtime.settings import to_env
 
 from .deploy import DeploySpec, parse_cpu, parse_memory
 
-# Endpoints of the runtime (runtime/app.py and the exporter in runtime/server.py).
-LIVENESS_PATH = "/livez"
-READINESS_PATH = "/readyz"
-METRICS_PATH = "/metrics"
+# Endpoints of the runtime, as it declares them.
+LIVENESS_PATH = routes.LIVENESS
+READINESS_PATH = routes.READINESS
+METRICS_PATH = routes.METRICS
 PORT_NAME = "http"
 # Knative and Cloud Run accept only "http1" or "h2c" as the port name; gunicorn speaks HTTP/1.1.
 SERVERLESS_PORT_NAME = "http1"
@@ -50,10 +51,6 @@ class Probe:
     timeout_s: int
     failure_threshold: int
     initial_delay_s: int = 0
-
-    @property
-    def budget_s(self) -> int:
-        return self.failure_threshold * self.period_s
 
 
 def startup_budget_s(spec: DeploySpec) -> int:

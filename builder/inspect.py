@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mkserve.runtime import routes
 from mkserve.runtime.settings import SETTINGS, SettingsError, resolve
 
 from . import labels as L
@@ -99,7 +100,7 @@ def format_text(data: dict[str, Any]) -> str:
     if not data["built_by_mkserve"]:
         lines = [f"{data['image']}: not built by mkserve (no {L.MODEL_NAME} label)"]
     lines.append(f"  image:    {data['image']} ({data['id'][:19]}), {human(data['size'])}")
-    lines.append(f"  serves:   POST /predictions/{model.get('name')} on port "
+    lines.append(f"  serves:   POST {routes.predictions(str(model.get('name')))} on port "
                  f"{data['labels']['mkserve'].get('port', '?')}, as user {data['user'] or 'root'}")
     for key, value in data["labels"]["mkserve"].items():
         lines.append(f"  {key:<22} {value}")

@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
-from mkserve.runtime import QUIET_WARNINGS
+from mkserve.runtime import QUIET_WARNINGS, routes
 from mkserve.runtime.settings import BY_NAME, to_env
 
 from . import labels as L
@@ -121,8 +121,9 @@ def model_copies(spec: BuildSpec) -> list[tuple[str, str]]:
 
 def healthcheck(spec: BuildSpec) -> tuple[str, str]:
     """Options and exec-form command: /readyz on $PORT, with Python (the image has no curl)."""
-    probe = ("import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' "
-             "% os.environ.get('PORT', '8080'), timeout=4)")
+    probe = ("import os, urllib.request; urllib.request.urlopen("
+             f"'http://127.0.0.1:%s{routes.READINESS}' % os.environ.get('PORT', '8080'), "
+             "timeout=4)")
     # The start period covers the model load, so a slow load is not "unhealthy".
     start_period = max(5, round(spec.startup_timeout_s))
     options = (f"--interval=15s --timeout=5s --start-period={start_period}s"

@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mkserve.runtime import routes
 from mkserve.runtime.settings import BY_NAME
 
 from . import labels as L
 from .engine import Container, Engine
 from .errors import EngineError, MkserveError, UsageError
+from .spec import key_value
 
 Out = Callable[[str], None]
 
@@ -34,10 +36,10 @@ def env_pairs(items: list[str]) -> dict[str, str]:
     """`-e NAME=VALUE` options (run, bench) as a mapping."""
     pairs = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
+        pair = key_value(item)
+        if pair is None:
             raise UsageError(f"--env {item!r}: expected NAME=VALUE")
-        pairs[key] = value
+        pairs[pair[0]] = pair[1]
     return pairs
 
 
@@ -57,7 +59,7 @@ def wait_ready(url: str, timeout: float, container: Container | None = None) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            status, _, _ = http("GET", f"{url}/readyz", timeout=2)
+            status, _, _ = http("GET", url + routes.READINESS, timeout=2)
             if status == 200:
                 return
         except OSError:
@@ -67,7 +69,7 @@ def wait_ready(url: str, timeout: float, container: Container | None = None) -> 
                               + container.logs(tail=20).rstrip())
         time.sleep(0.25)
     tail = ("; its last log lines:\n" + container.logs(tail=20).rstrip()) if container else ""
-    raise EngineError(f"{url}/readyz did not answer 200 within {timeout:g}s{tail}")
+    raise EngineError(f"{url}{routes.READINESS} did not answer 200 within {timeout:g}s{tail}")
 
 
 # What `docker stop` waits past the runtime's graceful timeout before it kills: the
@@ -119,7 +121,7 @@ def run(engine: Engine, image: str, host_port: int | None, detach: bool, out: Ou
     """`mkserve run`: start, print where it listens, then follow logs until Ctrl-C."""
     out(f"starting {image} ...")
     started = start(engine, image, host_port, environment, read_only)
-    out(f"ready: {started.url}  (POST {started.url}/predictions/{started.model})")
+    out(f"ready: {started.url}  (POST {started.url}{routes.predictions(started.model)})")
     if detach:
         out(f"container {started.container.id[:12]} keeps running; stop it with "
             f"`docker stop {started.container.id[:12]}`")
@@ -184,14 +186,14 @@ def content_type_of(body: bytes) -> str:
 
 def model_at(url: str) -> str:
     """The model a server serves, from its /readyz answer."""
-    status, body, _ = http("GET", f"{url}/readyz", timeout=10)
+    status, body, _ = http("GET", url + routes.READINESS, timeout=10)
     try:
         model = json.loads(body).get("model")
     except (ValueError, AttributeError):
         model = None
     if status != 200 or not model:
-        raise MkserveError(f"{url} is not a ready mkserve server (/readyz answered {status}); "
-                           "pass --model NAME if it serves one")
+        raise MkserveError(f"{url} is not a ready mkserve server ({routes.READINESS} answered "
+                           f"{status}); pass --model NAME if it serves one")
     return str(model)
 
 
@@ -199,7 +201,7 @@ def predict_url(url: str, body: bytes, model: str | None = None,
                 content_type: str | None = None) -> tuple[int, str]:
     url = url.rstrip("/")
     name = model or model_at(url)
-    status, answer, _ = http("POST", f"{url}/predictions/{name}", body,
+    status, answer, _ = http("POST", url + routes.predictions(name), body,
                              {"Content-Type": content_type or content_type_of(body)})
     text = answer.decode("utf-8", "replace")
     try:

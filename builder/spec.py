@@ -121,14 +121,22 @@ class BuildSpec:
         return dict(self.labels)
 
 
+def key_value(item: str) -> tuple[str, str] | None:
+    """`KEY=VALUE` (of --env, --build-arg, --label) as (KEY, VALUE); None when it is not one."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        return None
+    return key.strip(), value
+
+
 def _pairs(items: tuple[str, ...], what: str, problems: list[str]) -> list[tuple[str, str]]:
     pairs = []
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        pair = key_value(item)
+        if pair is None:
             problems.append(f"{what} {item!r}: expected KEY=VALUE")
-            continue
-        pairs.append((key.strip(), value))
+        else:
+            pairs.append(pair)
     return pairs
 
 

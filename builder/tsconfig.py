@@ -8,28 +8,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mkserve.runtime.settings import BY_NAME
+from mkserve.runtime.settings import BY_NAME, SETTINGS
 
 from .errors import UsageError
 
-# TorchServe key -> runtime setting name. Values are in the setting's unit already
-# (max_batch_delay ms, default_response_timeout s, sizes in bytes).
-MAPPED: dict[str, str] = {
-    "batch_size": "batch_size",
-    "max_batch_delay": "max_batch_delay_ms",
-    "default_workers_per_model": "workers",
-    "job_queue_size": "queue_size",
-    "default_response_timeout": "response_timeout_s",
-    "max_request_size": "max_request_bytes",
-}
+# TorchServe key -> runtime setting name, from the settings table. Values are in the
+# setting's unit already (max_batch_delay ms, default_response_timeout s, sizes in bytes).
+MAPPED: dict[str, str] = {s.ts_property: s.name for s in SETTINGS if s.ts_property}
 
 # Keys of the per-model `models={...}` JSON -> runtime setting name.
-MODEL_KEYS: dict[str, str] = {
-    "batchSize": "batch_size",
-    "maxBatchDelay": "max_batch_delay_ms",
-    "responseTimeout": "response_timeout_s",
-    "minWorkers": "workers",
-}
+MODEL_KEYS: dict[str, str] = {s.model_config: s.name for s in SETTINGS
+                              if s.in_models_entry and s.model_config}
 
 # Keys that do not apply to a one-model container, each with the reason.
 IGNORED: dict[str, str] = {

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from . import routes
 from .batcher import Outcome
 from .codec import decode_body, dumps
 from .errors import (
@@ -96,15 +97,15 @@ def _health_routes(app: ServingApp, service: ModelService) -> None:
             return json_response({"status": "Healthy"})
         return json_response({"status": "Unhealthy", "reason": service.reason}, 503)
 
-    @app.get("/ping")
+    @app.get(routes.PING)
     def ping() -> Response:
         return health(service.ready)
 
-    @app.get("/livez")
+    @app.get(routes.LIVENESS)
     def livez() -> Response:
         return json_response({"status": "alive"})
 
-    @app.get("/readyz")
+    @app.get(routes.READINESS)
     def readyz() -> Response:
         if service.ready:
             return json_response({"status": "ready", "model": service.model_name})
@@ -116,8 +117,8 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
     """TorchServe's /predictions routes; returns the predict call the KServe routes share."""
     model_name = service.model_name
 
-    @app.post("/predictions/<model>")
-    @app.post("/predictions/<model>/<version>")
+    @app.post(routes.PREDICTIONS + "/<model>")
+    @app.post(routes.PREDICTIONS + "/<model>/<version>")
     def predictions(model: str, version: str | None = None) -> Response:
         if model != model_name:
             raise NotFound(f"model {model!r} is not served here; this server serves "

@@ -5,24 +5,21 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ServingError
 
 
+@dataclass(slots=True, eq=False)  # identity, as before: rows are tracked, not compared
 class Outcome:
     """What a row came back with: a value and response details, or an error."""
 
-    __slots__ = ("content_type", "error", "headers", "status", "value")
-
-    def __init__(self, value: Any = None, status: int = 200, content_type: str | None = None,
-                 headers: dict[str, str] | None = None,
-                 error: ServingError | None = None) -> None:
-        self.value = value
-        self.status = status
-        self.content_type = content_type
-        self.headers = headers
-        self.error = error
+    value: Any = None
+    status: int = 200
+    content_type: str | None = None
+    headers: dict[str, str] | None = None
+    error: ServingError | None = None
 
 
 class Group:
@@ -72,20 +69,17 @@ class Group:
         return self
 
 
+@dataclass(slots=True, eq=False)  # identity, as before: rows are tracked, not compared
 class Job:
     """One row waiting for the model."""
 
-    __slots__ = ("deadline", "enqueued", "group", "headers", "index", "request_id", "row")
-
-    def __init__(self, row: Any, headers: dict[str, str], request_id: str, enqueued: float,
-                 deadline: float, group: Group, index: int) -> None:
-        self.row = row
-        self.headers = headers
-        self.request_id = request_id
-        self.enqueued = enqueued
-        self.deadline = deadline
-        self.group = group
-        self.index = index
+    row: Any
+    headers: dict[str, str]
+    request_id: str
+    enqueued: float
+    deadline: float
+    group: Group
+    index: int
 
     def resolve(self, outcome: Outcome) -> None:
         self.group.resolve(self.index, outcome)

@@ -23,10 +23,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response
 
+from . import routes
 from .batcher import Group, Job, Outcome
 from .codec import decode_body, dumps, encode_value
 from .errors import ServingError
@@ -41,7 +43,7 @@ JSON = "application/json"
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # Paths whose requests are not counted in flask_http_* (prometheus-flask-exporter's
 # excluded_paths, which match at the start of the path).
-UNTRACKED = ("/metrics", "/ping", "/livez", "/readyz", "/v2/health")
+UNTRACKED = (routes.METRICS, routes.PING, routes.LIVENESS, routes.READINESS, "/v2/health")
 # Headers werkzeug's Response sets or rewrites itself; a handler setting one of them gets
 # a real Response (the rare case).
 _OWN_HEADERS = frozenset(("content-type", "content-length", "x-request-id", "location",
@@ -166,20 +168,17 @@ class RequestLog:
             self.write_line("%s %s %d", (method, path, status), extra)
 
 
+@dataclass(slots=True, eq=False)  # identity, as before: rows are tracked, not compared
 class Pending:
     """A fast-path prediction queued for the model (see FastPath.begin)."""
 
-    __slots__ = ("deadline", "group", "is_batch", "jobs", "path", "request_id", "started")
-
-    def __init__(self, path: str, request_id: str, started: float, is_batch: bool,
-                 group: Group, jobs: list[Job], deadline: float) -> None:
-        self.path = path
-        self.request_id = request_id
-        self.started = started
-        self.is_batch = is_batch
-        self.group = group
-        self.jobs = jobs
-        self.deadline = deadline  # time.monotonic() by which to call `expire(jobs)`
+    path: str
+    request_id: str
+    started: float
+    is_batch: bool
+    group: Group
+    jobs: list[Job]
+    deadline: float  # time.monotonic() by which to call `expire(jobs)`
 
 
 class FastPath:
@@ -198,7 +197,7 @@ class FastPath:
         self.new_request_id = new_request_id
         self.flask_wsgi_app = flask_wsgi_app  # the reference, and everything else
         name, version = service.model_name, service.model_version
-        self.paths = {f"/predictions/{name}", f"/predictions/{name}/{version}"}
+        self.paths = {routes.predictions(name), f"{routes.predictions(name)}/{version}"}
         self.limit = service.settings.max_request_bytes
 
     def matches(self, method: str, path: str, query: str, content_type: str,

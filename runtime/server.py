@@ -24,7 +24,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.errors import HaltServer
 from gunicorn.glogging import Logger as GunicornLogger
 
-from . import __version__
+from . import __version__, routes
 from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_workers, worker_bounds
 from .http.balancer import connection_table
 from .logs import JsonFormatter, logging_config
@@ -330,7 +330,8 @@ def _attach_exporter(app: Any) -> None:
     """
     from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-    exporter = GunicornInternalPrometheusMetrics(app, path="/metrics", export_defaults=False)
+    exporter = GunicornInternalPrometheusMetrics(app, path=routes.METRICS,
+                                                  export_defaults=False)
     exporter.info("flask_exporter_info", "Information about the Prometheus Flask exporter",
                   version=exporter.version)
 

@@ -70,11 +70,13 @@ class Setting:
     """One knob: its environment variable, parser, default and meaning.
 
     `model_config` names the model-config.yaml key that supplies a value when
-    the environment does not (TorchServe's names; config.properties' per-model
-    entries use the same keys). `flag` is the option of `mkserve build` and
-    `mkserve serve` that sets it; `label` the image label (after "io.mkserve.")
-    that records the value an image was built with, which `mkserve render IMAGE`
-    reads back.
+    the environment does not (TorchServe's names); `in_models_entry` says that
+    config.properties' per-model `models={...}` entries take the same key, and
+    `ts_property` names the server-wide config.properties key that maps onto
+    the setting (`mkserve build --ts-config`). `flag` is the option of `mkserve
+    build` and `mkserve serve` that sets it; `label` the image label (after
+    "io.mkserve.") that records the value an image was built with, which
+    `mkserve render IMAGE` reads back.
     """
 
     name: str
@@ -86,6 +88,8 @@ class Setting:
     example: str = ""
     flag: str | None = None
     label: str | None = None
+    ts_property: str | None = None
+    in_models_entry: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -99,7 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Port to listen on (Knative/Cloud Run set PORT).", flag="--port", label="port"),
     Setting("workers", "MKSERVE_WORKERS", _non_negative(int), 0,
             "gunicorn worker processes; 0 = one per GPU, or sized from the CPU quota.",
-            model_config="minWorkers", flag="--workers", label="workers"),
+            model_config="minWorkers", flag="--workers", label="workers",
+            ts_property="default_workers_per_model", in_models_entry=True),
     Setting("threads", "MKSERVE_THREADS", _non_negative(int), 0,
             "Threads per worker for the routes other than plain predictions (probes, "
             "metrics, KServe, forms); 0 = max(batch size, 8).", flag="--threads",
@@ -108,24 +113,27 @@ SETTINGS: tuple[Setting, ...] = (
             "torch intra-op threads per worker; 0 = available cores / workers."),
     Setting("batch_size", "MKSERVE_BATCH_SIZE", _positive(int), 1,
             "Largest batch handed to the handler.", model_config="batchSize",
-            flag="--batch-size", label="batch.size"),
+            flag="--batch-size", label="batch.size", ts_property="batch_size",
+            in_models_entry=True),
     Setting("max_batch_delay_ms", "MKSERVE_MAX_BATCH_DELAY_MS", _non_negative(float), 100.0,
             "Most a request may wait for company while the model is busy (ms).",
             model_config="maxBatchDelay", flag="--max-batch-delay",
-            label="batch.max-delay-ms"),
+            label="batch.max-delay-ms", ts_property="max_batch_delay", in_models_entry=True),
     Setting("queue_size", "MKSERVE_QUEUE_SIZE", _positive(int), 100,
             "Rows that may wait per worker before requests are shed.",
-            model_config="jobQueueSize", flag="--queue-size", label="batch.queue-size"),
+            model_config="jobQueueSize", flag="--queue-size", label="batch.queue-size",
+            ts_property="job_queue_size"),
     Setting("response_timeout_s", "MKSERVE_RESPONSE_TIMEOUT", _positive(float), 120.0,
             "Deadline of a request (s); later ones are answered 504 and never run.",
             model_config="responseTimeout", flag="--response-timeout",
-            label="response-timeout-s"),
+            label="response-timeout-s", ts_property="default_response_timeout",
+            in_models_entry=True),
     Setting("startup_timeout_s", "MKSERVE_STARTUP_TIMEOUT", _positive(float), 300.0,
             "Budget for loading the model in a worker (s).", model_config="startupTimeout",
             label="startup-timeout-s"),
     Setting("max_request_bytes", "MKSERVE_MAX_REQUEST_SIZE", _positive(int), 6553500,
             "Largest request body in bytes; larger ones get 413.",
-            flag="--max-request-size"),
+            flag="--max-request-size", ts_property="max_request_size"),
     Setting("head_timeout_s", "MKSERVE_HEAD_TIMEOUT", _positive(float), 10.0,
             "A request head must arrive within this many seconds of its first byte (else "
             "408); also the grace before a body is held to MKSERVE_BODY_MIN_RATE."),

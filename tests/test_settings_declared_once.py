@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import io
+import re
+import tokenize
 from pathlib import Path
 
 import typer
@@ -54,9 +57,39 @@ def test_labels_come_from_the_table_and_the_deploy_spec_reads_them_back() -> Non
     assert spec_fields & set(BY_NAME) - {"model_name"} == set(deploy.RUNTIME_FIELDS)
 
 
-def test_config_properties_model_keys_are_the_settings_model_config_keys() -> None:
+def test_config_properties_keys_are_the_settings_declared_keys() -> None:
     for key, name in tsconfig.MODEL_KEYS.items():
-        assert BY_NAME[name].model_config == key, (key, name)
+        assert BY_NAME[name].model_config == key and BY_NAME[name].in_models_entry, (key, name)
+    for key, name in tsconfig.MAPPED.items():
+        assert BY_NAME[name].ts_property == key, (key, name)
+    # TorchServe's documented server-wide keys that mean something in one image: each is
+    # declared once, and none is also listed as ignored.
+    assert set(tsconfig.MAPPED) == {"batch_size", "max_batch_delay", "default_workers_per_model",
+                                    "job_queue_size", "default_response_timeout",
+                                    "max_request_size"}
+    assert set(tsconfig.MODEL_KEYS) == {"batchSize", "maxBatchDelay", "responseTimeout",
+                                        "minWorkers"}
+    assert not set(tsconfig.MAPPED) & set(tsconfig.IGNORED)
+
+
+def test_route_paths_are_the_runtimes() -> None:
+    """The builder and the benchmark name the runtime's paths through runtime/routes.py
+    (docstrings aside); tests/builder/test_deploy.py checks that the app serves them."""
+    from mkserve.runtime import routes
+
+    paths = (routes.LIVENESS, routes.READINESS, routes.METRICS, routes.PING)
+    # A path as a whole string or ending a URL ("/readyz", f"{url}/readyz", ":8080/readyz",
+    # "%s/readyz"), not prose that mentions it.
+    used = re.compile("(^f?[\"']|[}s0-9])(" + "|".join(map(re.escape, paths)) + ")[\"'?]")
+    literals = []
+    for folder in ("builder", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+                if tok.type == tokenize.STRING and not tok.string.endswith(('"""', "'''")) \
+                        and used.search(tok.string):
+                    literals.append(f"{path.relative_to(ROOT)}:{tok.start[0]}: {tok.string}")
+    assert literals == []
 
 
 def _environment_reads(path: Path) -> list[str]:
