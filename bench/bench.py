@@ -26,7 +26,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,17 +42,13 @@ from .servers import (
     Trivial,
     TrivialFast,
 )
+from .table import COMPUTE_BOUND, OVERHEAD_BOUND, PSS_SETTLE_S, ServerRun, render
 
 # Example names work in a checkout of mkserve (examples/NAME/archive.sh).
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO / "examples"
 SERVER_KINDS = ("torchserve", "mkserve", "trivial", "inprocess")
-# Memory is read this long after the warm-up load stops (every server alike): what an
-# idle replica holds. mkserve gives freed heap back after a second idle (release_memory).
-PSS_SETTLE_S = 2.0
 DEFAULT_EXAMPLES = ("classifier", "transformer")
-# What each example is for, and so which targets of performance.md apply to it.
-OVERHEAD_BOUND, COMPUTE_BOUND = "overhead-bound", "compute-bound"
 EXAMPLE_KIND = {"classifier": OVERHEAD_BOUND, "transformer": COMPUTE_BOUND}
 
 
@@ -208,126 +204,146 @@ def _inprocess_run(target: Target, archive: Path, body_file: Path, copies: int, 
 
 # -- one archive --------------------------------------------------------------
 
-@dataclass
-class ServerRun:
-    key: str
-    server: Server
-    cold_start_s: float | None = None
-    pss_mb: float | None = None
-    pss_detail: dict[str, float] = field(default_factory=dict)
-    pss_busy_mb: float | None = None  # right after the warm-up load, before PSS_SETTLE_S
-    loads: dict[int, list[loadgen.LoadResult]] = field(default_factory=dict)
-
-    def load(self, connections: int) -> loadgen.LoadResult | None:
-        runs = self.loads.get(connections)
-        if not runs:
-            return None
-        if len(runs) == 1:
-            return runs[0]
-        return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]  # the median run
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cold_start_s": self.cold_start_s, "pss_mb": self.pss_mb,
-                "pss_busy_mb": self.pss_busy_mb,
-                "pss_detail": self.pss_detail,
-                "loads": {str(c): [r.to_dict() for r in runs] for c, runs in self.loads.items()}}
-
-
 def _log(out: TextIO, message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-# Over the complexity ceiling: goes with the bench package (issue 14).
-def bench_target(target: Target, workdir: Path, *, duration: float, warmup: float,  # noqa: C901
-                 connections: Sequence[int], kinds: Sequence[str], precision: str | None,
-                 optimized: Path | None, mk_env: dict[str, str], ts_workers: int,
-                 ts_intra_op_threads: int, ts_tuned_threads: int, rounds: int,
-                 inprocess_duration: float,
-                 wrk_threads: int, cores: int, out: TextIO) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Options:
+    """How every server is driven; the same for each archive of one benchmark."""
+
+    duration: float
+    warmup: float
+    connections: Sequence[int]
+    kinds: Sequence[str]
+    rounds: int
+    wrk_threads: int
+    cores: int
+    precision: str | None = None
+    mk_env: dict[str, str] = field(default_factory=dict)
+    ts_workers: int = 0  # TorchServe's default_workers_per_model
+    ts_intra_op_threads: int = 0  # its OMP_NUM_THREADS; 0: unset, as it ships
+    ts_tuned_threads: int = 0  # also a TorchServe with this OMP_NUM_THREADS; 0: none
+    inprocess_duration: float = 5.0
+
+    @property
+    def other_precision(self) -> str | None:
+        return self.precision if self.precision and self.precision != "fp32" else None
+
+
+def inprocess_limits(target: Target, workdir: Path, opts: Options,
+                     optimized: Path | None) -> dict[str, Any]:
+    """The in-process limits the servers are compared with: fp32, and each variant run."""
+    limits: dict[str, Any] = {}
+    limits["inprocess"] = inprocess_limit(target, workdir, opts.inprocess_duration, opts.cores)
+    if opts.other_precision:
+        limits["inprocess_" + opts.other_precision] = inprocess_limit(
+            target, workdir, opts.inprocess_duration, opts.cores, opts.other_precision)
+    if optimized is not None:
+        limits["inprocess_optimized"] = inprocess_limit(
+            target, workdir, opts.inprocess_duration, opts.cores, archive=optimized)
+    return limits
+
+
+def servers_for(target: Target, workdir: Path, opts: Options,
+                optimized: Path | None) -> list[tuple[str, Server]]:
+    """The servers to compare on this archive, by key, in the order they start."""
+    common = (workdir, target.model_name, target.body)
+    wanted: list[tuple[str, Server]] = []
+    if "torchserve" in opts.kinds:
+        wanted.append(("torchserve", TorchServe(*common, target.archive, opts.ts_workers,
+                                                opts.ts_intra_op_threads)))
+        if opts.ts_tuned_threads and opts.ts_tuned_threads != opts.ts_intra_op_threads:
+            tuned = TorchServe(*common, target.archive, opts.ts_workers, opts.ts_tuned_threads)
+            tuned.label = f"torchserve-omp{opts.ts_tuned_threads}"
+            tuned.log_path = workdir / f"{tuned.label}.log"
+            wanted.append((tuned.label, tuned))
+    if "mkserve" in opts.kinds:
+        wanted.append(("mkserve", Mkserve(*common, target.archive, opts.mk_env)))
+        if opts.other_precision:
+            key = f"mkserve-{opts.other_precision}"
+            env = {**opts.mk_env, "MKSERVE_PRECISION": opts.other_precision}
+            wanted.append((key, Mkserve(*common, target.archive, env, label=key)))
+        if optimized is not None:
+            wanted.append(("mkserve-optimized", Mkserve(*common, optimized, opts.mk_env,
+                                                        label="mkserve-optimized")))
+    if "trivial" in opts.kinds:
+        wanted.append(("trivial", Trivial(*common, target.archive, opts.mk_env)))
+        wanted.append(("trivial-fast", TrivialFast(*common, target.archive, opts.mk_env)))
+    return wanted
+
+
+def start_and_weigh(run: ServerRun, label: str, script: Path, opts: Options,
+                    out: TextIO) -> None:
+    """Start the server (its cold start), warm it up, and read its memory twice."""
+    server = run.server
+    _log(out, f"{label}: starting {run.key}")
+    run.cold_start_s = server.start()
+    _log(out, f"{label}: {run.key} answered 200 after {run.cold_start_s:.2f}s; "
+              f"warming up {opts.warmup:g}s")
+    if opts.warmup > 0:
+        loadgen.run_wrk(server.url, script, max(opts.connections), opts.warmup, opts.wrk_threads)
+    run.pss_busy_mb = server.pss_mb()[0]
+    time.sleep(PSS_SETTLE_S)
+    run.pss_mb, run.pss_detail = server.pss_mb()
+    _log(out, f"{label}: {run.key} PSS {run.pss_busy_mb:.0f} MB right after the "
+              f"load, {run.pss_mb:.0f} MB {PSS_SETTLE_S:g}s later")
+
+
+def drive(run: ServerRun, label: str, script: Path, conns: int, opts: Options,
+          out: TextIO) -> None:
+    """One wrk run against the server, with the server's CPU time per request."""
+    cpu_before = run.server.cpu_seconds()
+    res = loadgen.run_wrk(run.server.url, script, conns, opts.duration, opts.wrk_threads)
+    cpu_after = run.server.cpu_seconds()
+    if cpu_before is not None and cpu_after is not None and res.requests:
+        res.cpu_ms_per_req = (cpu_after - cpu_before) * 1000.0 / res.requests
+    run.loads.setdefault(conns, []).append(res)
+    _log(out, f"{label}: {run.key:<18} c={conns:<3} {res.rps:9.1f} req/s "
+              f"p50 {res.p50_ms:7.2f} ms p99 {res.p99_ms:7.2f} ms "
+              f"non-2xx {res.non_2xx} socket errors {res.socket_errors} "
+              f"CPU {res.cpu_ms_per_req or 0:.3f} ms/req")
+
+
+def inprocess_round(target: Target, workdir: Path, limit: dict[str, Any], opts: Options,
+                    out: TextIO) -> float:
+    """The in-process limit measured again, next to one round of the servers: rows/s."""
+    rows = _inprocess_run(target, target.archive, _body_file(target, workdir),
+                          limit["processes"], limit["threads"], opts.duration, "fp32",
+                          limit["jit_optimize"])
+    rps = sum(r["rows_per_s"] for r in rows)
+    _log(out, f"{target.label}: in-process (a round) {rps:9.1f} rows/s")
+    return float(rps)
+
+
+def bench_target(target: Target, workdir: Path, opts: Options, optimized: Path | None,
+                 out: TextIO) -> dict[str, Any]:
+    """Every server on one archive: started, weighed, then driven round by round."""
     result: dict[str, Any] = {"archive": str(target.archive), "model": target.model_name,
                               "batch_size": target.batch_size, "kind": target.kind}
-    if "inprocess" in kinds:
-        _log(out, f"{target.label}: in-process limit ({inprocess_duration:g}s per config)")
-        result["inprocess"] = inprocess_limit(target, workdir, inprocess_duration, cores)
-        if precision and precision != "fp32":
-            result["inprocess_" + precision] = inprocess_limit(target, workdir,
-                                                               inprocess_duration, cores,
-                                                               precision)
-        if optimized is not None:
-            result["inprocess_optimized"] = inprocess_limit(target, workdir, inprocess_duration,
-                                                            cores, archive=optimized)
+    if "inprocess" in opts.kinds:
+        _log(out, f"{target.label}: in-process limit ({opts.inprocess_duration:g}s per config)")
+        result.update(inprocess_limits(target, workdir, opts, optimized))
     runs: list[ServerRun] = []
     script = loadgen.write_script(workdir, target.body)
     try:
-        wanted: list[tuple[str, Server]] = []
-        if "torchserve" in kinds:
-            wanted.append(("torchserve", TorchServe(workdir, target.model_name, target.body,
-                                                    target.archive, ts_workers,
-                                                    ts_intra_op_threads)))
-            if ts_tuned_threads and ts_tuned_threads != ts_intra_op_threads:
-                tuned = TorchServe(workdir, target.model_name, target.body, target.archive,
-                                   ts_workers, ts_tuned_threads)
-                tuned.label = f"torchserve-omp{ts_tuned_threads}"
-                tuned.log_path = workdir / f"{tuned.label}.log"
-                wanted.append((tuned.label, tuned))
-        if "mkserve" in kinds:
-            wanted.append(("mkserve", Mkserve(workdir, target.model_name, target.body,
-                                              target.archive, mk_env)))
-            if precision and precision != "fp32":
-                wanted.append((f"mkserve-{precision}", Mkserve(
-                    workdir, target.model_name, target.body, target.archive,
-                    {**mk_env, "MKSERVE_PRECISION": precision}, label=f"mkserve-{precision}")))
-            if optimized is not None:
-                wanted.append(("mkserve-optimized", Mkserve(
-                    workdir, target.model_name, target.body, optimized, mk_env,
-                    label="mkserve-optimized")))
-        if "trivial" in kinds:
-            wanted.append(("trivial", Trivial(workdir, target.model_name, target.body,
-                                              target.archive, mk_env)))
-            wanted.append(("trivial-fast", TrivialFast(workdir, target.model_name, target.body,
-                                                       target.archive, mk_env)))
-        for key, server in wanted:
-            run = ServerRun(key, server)
-            runs.append(run)
-            _log(out, f"{target.label}: starting {key}")
-            run.cold_start_s = server.start()
-            _log(out, f"{target.label}: {key} answered 200 after {run.cold_start_s:.2f}s; "
-                      f"warming up {warmup:g}s")
-            if warmup > 0:
-                loadgen.run_wrk(server.url, script, max(connections), warmup, wrk_threads)
-            run.pss_busy_mb = server.pss_mb()[0]
-            time.sleep(PSS_SETTLE_S)
-            run.pss_mb, run.pss_detail = server.pss_mb()
-            _log(out, f"{target.label}: {key} PSS {run.pss_busy_mb:.0f} MB right after the "
-                      f"load, {run.pss_mb:.0f} MB {PSS_SETTLE_S:g}s later")
+        for key, server in servers_for(target, workdir, opts, optimized):
+            runs.append(ServerRun(key, server))
+            start_and_weigh(runs[-1], target.label, script, opts, out)
         limit = result.get("inprocess", {}).get("best")
-        for conns in connections:
+        for conns in opts.connections:
             # A compute-bound model's limit is measured again in every round at the
             # top connection count, next to the servers: this machine's speed drifts
             # by more than the target's margin over the minutes between the
             # in-process search and these runs.
-            paired = bool(limit) and target.kind == COMPUTE_BOUND and conns == max(connections)
-            for round_no in range(rounds):
-                order = runs[round_no % len(runs):] + runs[:round_no % len(runs)]
+            paired = bool(limit) and target.kind == COMPUTE_BOUND \
+                and conns == max(opts.connections)
+            for round_no in range(opts.rounds):
                 if paired:
-                    rows = _inprocess_run(target, target.archive, _body_file(target, workdir),
-                                          limit["processes"], limit["threads"], duration, "fp32",
-                                          limit["jit_optimize"])
-                    rps = sum(r["rows_per_s"] for r in rows)
-                    result["inprocess"].setdefault("rounds", []).append(rps)
-                    _log(out, f"{target.label}: in-process (round {round_no + 1}) "
-                              f"{rps:9.1f} rows/s")
-                for run in order:
-                    cpu_before = run.server.cpu_seconds()
-                    res = loadgen.run_wrk(run.server.url, script, conns, duration, wrk_threads)
-                    cpu_after = run.server.cpu_seconds()
-                    if cpu_before is not None and cpu_after is not None and res.requests:
-                        res.cpu_ms_per_req = (cpu_after - cpu_before) * 1000.0 / res.requests
-                    run.loads.setdefault(conns, []).append(res)
-                    _log(out, f"{target.label}: {run.key:<18} c={conns:<3} {res.rps:9.1f} req/s "
-                              f"p50 {res.p50_ms:7.2f} ms p99 {res.p99_ms:7.2f} ms "
-                              f"non-2xx {res.non_2xx} socket errors {res.socket_errors} "
-                              f"CPU {res.cpu_ms_per_req or 0:.3f} ms/req")
+                    result["inprocess"].setdefault("rounds", []).append(
+                        inprocess_round(target, workdir, limit, opts, out))
+                for run in runs[round_no % len(runs):] + runs[:round_no % len(runs)]:
+                    drive(run, target.label, script, conns, opts, out)
     finally:
         for run in runs:
             try:
@@ -339,202 +355,49 @@ def bench_target(target: Target, workdir: Path, *, duration: float, warmup: floa
     return result
 
 
-# -- the table ------------------------------------------------------------------
-
-def _fmt(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    return f"{value:,.{digits}f}"
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-def _x(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}×"
-
-
-def _check(value: float | None, bound: float, at_least: bool) -> str:
-    if value is None:
-        return "?"
-    ok = value >= bound if at_least else value <= bound
-    return "✓" if ok else "✗"
+def bench_url(url: str, body: bytes | None, workdir: Path, opts: Options) -> dict[str, Any]:
+    """An already-running server, driven alone (no start, cold start or memory)."""
+    if body is None:
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        body = example_body(name) if name in EXAMPLE_KIND else None
+    if body is None:
+        raise UsageError("--url needs --body FILE (one request body)")
+    server = External(url, body)
+    server.start()
+    script = loadgen.write_script(workdir, body)
+    run = ServerRun("mkserve", server)
+    if opts.warmup > 0:
+        loadgen.run_wrk(url, script, max(opts.connections), opts.warmup, opts.wrk_threads)
+    for conns in opts.connections:
+        for _ in range(opts.rounds):
+            run.loads.setdefault(conns, []).append(
+                loadgen.run_wrk(url, script, conns, opts.duration, opts.wrk_threads))
+    return {"label": url, "kind": None, "servers": {"mkserve": run.to_dict()}, "_runs": [run]}
 
 
-def _cpu(run: ServerRun | None, conns: int) -> float | None:
-    """Median server CPU per request (ms) over the runs at `conns` connections."""
-    values = sorted(r.cpu_ms_per_req for r in (run.loads.get(conns, []) if run else [])
-                    if r.cpu_ms_per_req is not None)
-    return values[len(values) // 2] if values else None
+def bench_archive(spec: str, workdir: Path, body: bytes | None, opts: Options, *,
+                  optimize: bool, ts_tuned: bool, out: TextIO) -> dict[str, Any]:
+    """One archive or example, every server on it, with TorchServe set up as documented."""
+    from mkserve.runtime.devices import plan_workers
 
-
-def paired_efficiency(result: dict[str, Any], mk: ServerRun | None) -> float | None:
-    """Median over rounds of mkserve's req/s over the in-process rows/s of the same round."""
-    limits = result.get("inprocess", {}).get("rounds") or []
-    if mk is None or not limits or not mk.loads:
-        return None
-    served = [r.rps for r in mk.loads[max(mk.loads)]]
-    ratios = sorted(s / lim for s, lim in zip(served, limits, strict=False) if lim)
-    return ratios[len(ratios) // 2] if ratios else None
-
-
-# Over the complexity ceiling: goes with the bench package (issue 14).
-def table_rows(result: dict[str, Any], connections: Sequence[int]) -> list[list[str]]:  # noqa: C901
-    runs: dict[str, ServerRun] = {r.key: r for r in result["_runs"]}
-    label = result["label"]
-    kind = result.get("kind")
-    ts, mk, triv = runs.get("torchserve"), runs.get("mkserve"), runs.get("trivial")
-    fast = runs.get("trivial-fast")
-    best = result.get("inprocess", {}).get("best", {})
-    limit, limit_cpu = best.get("rows_per_s"), best.get("cpu_ms_per_row")
-    rows: list[list[str]] = []
-    top = max(connections)
-    for conns in connections:
-        t = ts.load(conns) if ts else None
-        m = mk.load(conns) if mk else None
-        r_rps = _ratio(m.rps if m else None, t.rps if t else None)
-        ceiling, target = [], []
-        if triv and triv.load(conns) and m:
-            trivial_rps = triv.load(conns).rps  # type: ignore[union-attr]
-            ceiling.append(f"trivial {_fmt(trivial_rps)} → {_x(m.rps / trivial_rps)}")
-            if kind == OVERHEAD_BOUND and conns == top:
-                target.append(f"≥0.8× trivial {_check(m.rps / trivial_rps, 0.8, True)}")
-        if fast and fast.load(conns) and m:
-            fast_rps = fast.load(conns).rps  # type: ignore[union-attr]
-            ceiling.append(f"no-model {_fmt(fast_rps)} → {_x(m.rps / fast_rps)}")
-        if limit and m:
-            ceiling.append(f"in-proc {_fmt(limit)} → {_x(m.rps / limit)}")
-            if kind == COMPUTE_BOUND and conns == top:
-                paired = paired_efficiency(result, mk)
-                if paired is not None:
-                    ceiling.append(f"same rounds {_x(paired)}")
-                target.append(f"≥0.9× in-proc {_check(paired or m.rps / limit, 0.9, True)}")
-        if conns == top and kind == OVERHEAD_BOUND:
-            target.insert(0, f"≥1.0× {_check(r_rps, 1.0, True)}")
-        if conns == top and kind == COMPUTE_BOUND:
-            target.insert(0, f"≥1.4× {_check(r_rps, 1.4, True)}")
-        rows.append([label, f"c={conns} req/s", _fmt(t.rps if t else None),
-                     _fmt(m.rps if m else None), _x(r_rps), " · ".join(ceiling),
-                     " ".join(target)])
-        p50 = _ratio(m.p50_ms if m else None, t.p50_ms if t else None)
-        p99 = _ratio(m.p99_ms if m else None, t.p99_ms if t else None)
-        target = []
-        if kind == OVERHEAD_BOUND and conns == 1:
-            target.append(f"p50 ≤0.2× {_check(p50, 0.2, False)}")
-        if kind == OVERHEAD_BOUND and conns == top:
-            target.append(f"p99 ≤1.0× {_check(p99, 1.0, False)}")
-        rows.append([label, f"c={conns} p50 / p99 ms",
-                     f"{_fmt(t.p50_ms, 1)} / {_fmt(t.p99_ms, 1)}" if t else "–",
-                     f"{_fmt(m.p50_ms, 1)} / {_fmt(m.p99_ms, 1)}" if m else "–",
-                     f"{_x(p50)} / {_x(p99)}", "", " ".join(target)])
-        errs = [f"{x.non_2xx} / {x.socket_errors}" if x else "–" for x in (t, m)]
-        target = []
-        if m and kind == OVERHEAD_BOUND and conns == top:
-            target.append(f"zero {_check(float(m.non_2xx + m.socket_errors), 0, False)}")
-        rows.append([label, f"c={conns} non-2xx / socket errors", errs[0], errs[1], "", "",
-                     " ".join(target)])
-        t_cpu, m_cpu = _cpu(ts, conns), _cpu(mk, conns)
-        note = []
-        if triv and _cpu(triv, conns):
-            note.append(f"trivial {_cpu(triv, conns):.3f}")
-        if fast and _cpu(fast, conns):
-            note.append(f"no-model {_cpu(fast, conns):.3f}")
-        if limit_cpu and m_cpu:
-            note.append(f"in-proc {limit_cpu:.3f}/row → efficiency {_x(limit_cpu / m_cpu)}")
-        rows.append([label, f"c={conns} server CPU ms/req", _fmt(t_cpu, 3), _fmt(m_cpu, 3),
-                     _x(_ratio(m_cpu, t_cpu)), " · ".join(note), ""])
-    for key, other in _variants(runs, "torchserve-"):
-        for conns in connections:
-            o = other.load(conns)
-            m = mk.load(conns) if mk else None
-            r = _ratio(m.rps if m else None, o.rps if o else None)
-            goal = ""
-            if conns == top and kind == COMPUTE_BOUND:
-                goal = f"(≥1.4× {_check(r, 1.4, True)})"
-            elif conns == top and kind == OVERHEAD_BOUND:
-                goal = f"(≥1.0× {_check(r, 1.0, True)})"
-            rows.append([label, f"c={conns} req/s vs {key}", _fmt(o.rps if o else None),
-                         _fmt(m.rps if m else None), _x(r),
-                         (f"p50 {_fmt(o.p50_ms if o else None, 1)} / "
-                         f"{_fmt(m.p50_ms if m else None, 1)} ms, CPU/req "
-                         f"{_x(_ratio(_cpu(mk, conns), _cpu(other, conns)))}"), goal])
-        rows.append([label, f"cold start / PSS vs {key}",
-                     f"{_fmt(other.cold_start_s, 2)} s / {_fmt(other.pss_mb)} MB",
-                     (f"{_fmt(mk.cold_start_s if mk else None, 2)} s / "
-                     f"{_fmt(mk.pss_mb if mk else None)} MB"),
-                     (f"{_x(_ratio(mk.cold_start_s if mk else None, other.cold_start_s))} / "
-                     f"{_x(_ratio(mk.pss_mb if mk else None, other.pss_mb))}"), "", ""])
-    for key, variant in _variants(runs, "mkserve-"):
-        for conns in connections:
-            v = variant.load(conns)
-            base = mk.load(conns) if mk else None
-            t = ts.load(conns) if ts else None
-            rows.append([label, f"c={conns} req/s, {key}", _fmt(t.rps if t else None),
-                         _fmt(v.rps if v else None),
-                         _x(_ratio(v.rps if v else None, t.rps if t else None)),
-                         (f"vs mkserve: "
-                          f"{_x(_ratio(v.rps if v else None, base.rps if base else None))}"
-                         f", CPU/req {_x(_ratio(_cpu(variant, conns), _cpu(mk, conns)))}"
-                         f"; p50 {_fmt(v.p50_ms if v else None, 1)} ms"), ""])
-    cold = _ratio(mk.cold_start_s if mk else None, ts.cold_start_s if ts else None)
-    rows.append([label, "cold start to first 200 (s)",
-                 _fmt(ts.cold_start_s if ts else None, 2), _fmt(mk.cold_start_s if mk else None, 2),
-                 _x(cold), f"trivial {_fmt(triv.cold_start_s, 2)}" if triv else "",
-                 f"≤0.8× {_check(cold, 0.8, False)}" if ts and mk else ""])
-    pss = _ratio(mk.pss_mb if mk else None, ts.pss_mb if ts else None)
-    busy = (f"right after the load: {_fmt(ts.pss_busy_mb if ts else None)} / "
-            f"{_fmt(mk.pss_busy_mb if mk else None)}")
-    rows.append([label, f"PSS {PSS_SETTLE_S:g}s after warm-up (MB)",
-                 _fmt(ts.pss_mb if ts else None), _fmt(mk.pss_mb if mk else None), _x(pss),
-                 " · ".join([busy] + ([f"trivial {_fmt(triv.pss_mb)}"] if triv else [])),
-                 f"≤0.5× {_check(pss, 0.5, False)}" if ts and mk else ""])
-    if result.get("optimize"):
-        info = result["optimize"]
-        rows.append([label, "--optimize (builder.optimize)", "",
-                     info["stage"] if info["optimized"] else "kept the original", "",
-                     info["text"][:160], ""])
-    for key in ("inprocess", "inprocess_bf16", "inprocess_fp16", "inprocess_optimized"):
-        info = result.get(key)
-        if not info:
-            continue
-        best = info["best"]
-        summary = (f"batch {info['batch']}, {best['processes']} proc × {best['threads']} thr, "
-                f"jit {best.get('jit_optimize', 'off')}, "
-                f"{best['ms_per_batch']:.2f} ms/batch, {best['ms_batch_1']:.2f} ms at batch 1, "
-                f"CPU {best['cpu_ms_per_row']:.3f} ms/row")
-        if info.get("rounds"):
-            summary += ("; again in each round at the top connection count: "
-                     + " / ".join(_fmt(r) for r in info["rounds"]))
-        if key != "inprocess" and result.get("inprocess"):
-            base = result["inprocess"]["best"]
-            summary += (f"; vs fp32 {_x(best['rows_per_s'] / base['rows_per_s'])} rows/s, "
-                     f"CPU/row {_x(best['cpu_ms_per_row'] / base['cpu_ms_per_row'])}")
-        rows.append([label, key.replace("inprocess", "in-process rows/s").replace("_", " "),
-                     "", _fmt(best["rows_per_s"]), "", summary, ""])
-    return rows
-
-
-def _variants(runs: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
-    """The runs whose key starts with prefix ("torchserve-omp1", "mkserve-bf16"), by key."""
-    return [(key, runs[key]) for key in sorted(runs) if key.startswith(prefix)]
-
-
-def render(results: list[dict[str, Any]], connections: Sequence[int], header: str) -> str:
-    head = ["model", "measure", "TorchServe", "mkserve", "mkserve/TS", "ceilings", "target"]
-    # A "|" inside a cell (the optimizer's "max |diff|") would split it in Markdown.
-    body = [[str(c).replace("|", "\\|") for c in row]
-            for result in results for row in table_rows(result, connections)]
-    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
-
-    def line(cells: list[str]) -> str:
-        padded = (str(c).ljust(w) for c, w in zip(cells, widths, strict=False))
-        return "| " + " | ".join(padded) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([header, "", line(head), sep] + [line(r) for r in body])
+    target = prepare_target(spec, workdir / "store", body)
+    plan = plan_workers(0, 0, 0, target.batch_size, "cpu", opts.cores, 0)
+    tuned = plan.intra_op_threads if ts_tuned else 0  # what mkserve gives each worker
+    opts = replace(opts, ts_workers=opts.ts_workers or plan.workers, ts_tuned_threads=tuned)
+    optimized = report = None
+    if optimize and ("mkserve" in opts.kinds or "inprocess" in opts.kinds):
+        optimized, report = optimized_copy(target, workdir / f"{target.label}-optimized")
+    res = bench_target(target, workdir, opts, optimized, out)
+    res["label"] = target.label
+    if report is not None:
+        res["optimize"] = {"optimized": report.optimized, "stage": report.stage,
+                           "reason": report.reason, "max_abs_diff": report.max_abs_diff,
+                           "model_speedup": report.speedup, "text": str(report)}
+    res["torchserve_config"] = {
+        "default_workers_per_model": opts.ts_workers,
+        "OMP_NUM_THREADS": opts.ts_intra_op_threads or "unset (its default)",
+        "tuned_variant": tuned or None}
+    return res
 
 
 # -- entry points ------------------------------------------------------------------
@@ -578,17 +441,20 @@ def run_benchmark(archives: Sequence[str] | None = None, *, duration: float = 10
     with mkserve's intra-op threads per worker (OMP_NUM_THREADS=cores/workers), reported
     in its own rows, so that nobody has to take the default's word for it.
     """
-    from mkserve.runtime.devices import cpu_cores, plan_workers
+    from mkserve.runtime.devices import cpu_cores
 
-    cores = cpu_cores()
     kinds = list(only or SERVER_KINDS)
     for kind in kinds:
         if kind not in SERVER_KINDS:
             raise UsageError(f"--only {kind}: expected some of {', '.join(SERVER_KINDS)}")
-    connections = sorted({int(c) for c in connections})
+    opts = Options(duration=duration, warmup=warmup,
+                   connections=sorted({int(c) for c in connections}), kinds=kinds,
+                   rounds=rounds, wrk_threads=wrk_threads, cores=cpu_cores(),
+                   precision=precision, mk_env=dict(mkserve_env or {}),
+                   ts_workers=ts_workers or 0, ts_intra_op_threads=ts_intra_op_threads or 0,
+                   inprocess_duration=inprocess_duration)
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="mkserve-bench-"))
-    results: list[dict[str, Any]] = []
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminated(signum: int, frame: Any) -> None:
@@ -597,59 +463,16 @@ def run_benchmark(archives: Sequence[str] | None = None, *, duration: float = 10
     signal.signal(signal.SIGTERM, terminated)
     try:
         if url:
-            if body is None:
-                name = url.rstrip("/").rsplit("/", 1)[-1]
-                body = example_body(name) if name in EXAMPLE_KIND else None
-            if body is None:
-                raise UsageError("--url needs --body FILE (one request body)")
-            server = External(url, body)
-            server.start()
-            script = loadgen.write_script(workdir, body)
-            run = ServerRun("mkserve", server)
-            if warmup > 0:
-                loadgen.run_wrk(url, script, max(connections), warmup, wrk_threads)
-            for conns in connections:
-                for _ in range(rounds):
-                    run.loads.setdefault(conns, []).append(
-                        loadgen.run_wrk(url, script, conns, duration, wrk_threads))
-            results.append({"label": url, "kind": None, "servers": {"mkserve": run.to_dict()},
-                            "_runs": [run]})
+            results = [bench_url(url, body, workdir, opts)]
         else:
-            store = workdir / "store"
-            for spec in archives or DEFAULT_EXAMPLES:
-                target = prepare_target(spec, store, body)
-                plan = plan_workers(0, 0, 0, target.batch_size, "cpu", cores, 0)
-                workers = ts_workers or plan.workers
-                intra = ts_intra_op_threads or 0
-                ts_tuned_threads = plan.intra_op_threads  # what mkserve gives each worker
-                optimized = report = None
-                if optimize and ("mkserve" in kinds or "inprocess" in kinds):
-                    optimized, report = optimized_copy(target,
-                                                       workdir / f"{target.label}-optimized")
-                res = bench_target(target, workdir, duration=duration, warmup=warmup,
-                                   connections=connections, kinds=kinds, precision=precision,
-                                   optimized=optimized, mk_env=dict(mkserve_env or {}),
-                                   ts_workers=workers, ts_intra_op_threads=intra,
-                                   ts_tuned_threads=ts_tuned_threads if ts_tuned else 0,
-                                   rounds=rounds,
-                                   inprocess_duration=inprocess_duration,
-                                   wrk_threads=wrk_threads, cores=cores, out=out)
-                res["label"] = target.label
-                if report is not None:
-                    res["optimize"] = {"optimized": report.optimized, "stage": report.stage,
-                                       "reason": report.reason,
-                                       "max_abs_diff": report.max_abs_diff,
-                                       "model_speedup": report.speedup, "text": str(report)}
-                res["torchserve_config"] = {"default_workers_per_model": workers,
-                                            "OMP_NUM_THREADS": intra or "unset (its default)",
-                                            "tuned_variant": ts_tuned_threads if ts_tuned
-                                            else None}
-                results.append(res)
+            results = [bench_archive(spec, workdir, body, opts, optimize=optimize,
+                                     ts_tuned=ts_tuned, out=out)
+                       for spec in archives or DEFAULT_EXAMPLES]
         header = (f"mkserve vs TorchServe 0.12 — {time.strftime('%Y-%m-%d')}, {_machine()}; "
                   f"wrk -t{wrk_threads}, {duration:g}s per run after {warmup:g}s warm-up, "
                   f"median of {rounds} round(s), {time.monotonic() - started:.0f}s in all")
-        print(render(results, connections, header), file=out, flush=True)
-        report = {"header": header, "connections": connections,
+        print(render(results, opts.connections, header), file=out, flush=True)
+        report = {"header": header, "connections": opts.connections,
                   "results": [{k: v for k, v in r.items() if k != "_runs"} for r in results]}
         if json_out:
             Path(json_out).write_text(json.dumps(report, indent=2, default=str))
