@@ -110,7 +110,7 @@ def _environment_reads(path: Path) -> list[str]:
 
 def test_every_mkserve_variable_is_read_through_the_table() -> None:
     readers = {path.relative_to(ROOT).as_posix(): names
-               for folder in ("runtime", "builder")
+               for folder in ("runtime", "builder", "bench")
                for path in (ROOT / folder).rglob("*.py")
                if (names := _environment_reads(path))}
     assert readers == {}
