@@ -82,6 +82,12 @@ def import_handler_module(source: ModelSource) -> tuple[types.ModuleType, str | 
     try:
         return importlib.import_module(name), function
     except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == "ts" or exc.name.startswith("ts.")):
+            raise HandlerError(f"handler {source.handler!r} imports {exc.name}, which mkserve's "
+                               "TorchServe handler API does not provide (it is TorchServe's "
+                               "serving internals, not handler API); import what the handler "
+                               "needs from ts.torch_handler, ts.utils, ts.handler_utils, "
+                               "ts.metrics or ts.context") from exc
         if exc.name != name and not name.startswith(f"{exc.name}."):
             raise HandlerError(f"handler {source.handler!r} imports a module that is not "
                                "installed: "

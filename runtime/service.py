@@ -193,7 +193,7 @@ class ModelService:
             self._context = Context(
                 self.model_name, str(self.source.model_dir), self.source.manifest,
                 self.settings.batch_size, self.gpu_id, __version__,
-                metrics=HandlerMetrics(self.metrics.handler_metric),
+                metrics=HandlerMetrics(self.metrics.handler_metric, self.model_name),
                 model_yaml_config=self.source.model_config)
             self._context.system_properties["precision"] = self.settings.precision
             set_jit_optimize(self.settings.jit_optimize, self.gpu_id)

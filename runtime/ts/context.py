@@ -4,8 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 
-class RequestInfo:
-    """One request of the batch: its id and headers in, its status/headers out."""
+class RequestProcessor:
+    """One request of the batch: its id and headers in, its status and headers out.
+
+    `context.request_processor[i]` in a handler (the SageMaker toolkit's
+    handlers read their request's headers this way).
+    """
 
     __slots__ = ("content_type", "headers", "phrase", "request_id", "response_headers", "status")
 
@@ -16,6 +20,46 @@ class RequestInfo:
         self.phrase: str = ""
         self.content_type: str | None = None
         self.response_headers: dict[str, str] = {}
+
+    @property
+    def request_header(self) -> dict[str, str]:
+        return self.headers
+
+    def get_request_property(self, key: str) -> str | None:
+        """A request header by name (any case); None when the request has none."""
+        value = self.headers.get(key)
+        if value is None:
+            lowered = key.lower()
+            value = next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+        return value
+
+    def get_request_properties(self) -> dict[str, str]:
+        return self.headers
+
+    def report_status(self, code: int, reason_phrase: str = "") -> None:
+        self.status = int(code)
+        self.phrase = reason_phrase
+
+    def get_response_status_code(self) -> int:
+        return self.status
+
+    def get_response_status_phrase(self) -> str:
+        return self.phrase
+
+    def add_response_property(self, key: str, value: Any) -> None:
+        if key.lower() == "content-type":
+            self.content_type = str(value)
+        else:
+            self.response_headers[key] = str(value)
+
+    def get_response_headers(self) -> dict[str, str]:
+        return self.response_headers
+
+    def get_response_header(self, key: str) -> str | None:
+        return self.response_headers.get(key)
+
+
+RequestInfo = RequestProcessor  # the runtime's name for it
 
 
 class Context:
@@ -43,6 +87,10 @@ class Context:
         self.metrics = metrics
         self.model_yaml_config = model_yaml_config or {}
         self._requests: list[RequestInfo] = []
+        # Set by LLM handlers for their generation loop; mkserve only keeps it for them.
+        self.stopping_criteria: Any = None
+        # Streaming: the runtime sets this while a batch runs (send_intermediate_predict_response).
+        self._send_intermediate: Any = None
 
     # -- model and worker -------------------------------------------------
     @property
@@ -65,14 +113,12 @@ class Context:
         return self._requests[idx].request_id if idx < len(self._requests) else None
 
     def get_request_header(self, idx: int, key: str) -> str | None:
-        headers = self._requests[idx].headers
-        value = headers.get(key)
-        if value is None:
-            lowered = key.lower()
-            for name, candidate in headers.items():
-                if name.lower() == lowered:
-                    return candidate
-        return value
+        return self._requests[idx].get_request_property(key)
+
+    def get_sequence_id(self, idx: int) -> str | None:
+        """The sequence a request belongs to (TorchServe's stateful sessions): its
+        `ts_request_sequence_id` header; None for stateless requests."""
+        return self.get_request_header(idx, "ts_request_sequence_id")
 
     def get_all_request_header(self, idx: int) -> dict[str, str]:
         return self._requests[idx].headers

@@ -401,10 +401,42 @@ def test_builtin_vision_handler_without_torchvision_fails_at_initialize(
     assert not handler.initialized
 
 
-def test_text_classifier_fails_at_initialize_with_a_reason(tmp_path: Path) -> None:
+def test_text_classifier_serves_a_vocabulary_model(tmp_path: Path) -> None:
+    """TorchServe 0.12's text_classifier contract: source_vocab.pt, model(ids, offsets)."""
     from mkserve.runtime.ts.torch_handler.text_classifier import TextClassifier
 
-    with pytest.raises(RuntimeError, match="text_classifier"):
+    class Bag(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = torch.nn.EmbeddingBag(8, 4, mode="mean")
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, text: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.embedding(text, offsets))
+
+    torch.manual_seed(0)
+    model = Bag().eval()
+    torch.jit.script(model).save(str(tmp_path / "model.pt"))
+    vocab = {"<unk>": 0, "it": 1, "is": 2, "not": 3, "good": 4, "it is": 5, "is not": 6,
+             "not good": 7}
+    torch.save(vocab, tmp_path / "source_vocab.pt")
+    (tmp_path / "index_to_name.json").write_text('{"0": "neg", "1": "pos"}')
+    handler = TextClassifier()
+    context = make_context(tmp_path, serializedFile="model.pt")
+    handler.initialize(context)
+    # HTML dropped, lower-cased, "isn't" expanded, punctuation removed, then bigrams.
+    out = handler.handle([{"body": b"<b>It isn't</b> good!"}], context)
+    ids = torch.tensor([1, 2, 3, 4, 5, 6, 7])
+    with torch.no_grad():
+        probs = torch.softmax(model(ids, torch.tensor([0])), dim=1)[0].tolist()
+    assert out == [{"neg": pytest.approx(probs[0]), "pos": pytest.approx(probs[1])}]
+
+
+def test_text_classifier_without_a_vocabulary_says_what_to_add(tmp_path: Path) -> None:
+    from mkserve.runtime.ts.torch_handler.text_classifier import TextClassifier
+
+    torch.jit.script(Linear3()).save(str(tmp_path / "model.pt"))
+    with pytest.raises(FileNotFoundError, match="source_vocab.pt"):
         TextClassifier().initialize(make_context(tmp_path, serializedFile="model.pt"))
 
 

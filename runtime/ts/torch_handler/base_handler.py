@@ -16,6 +16,23 @@ from mkserve.runtime.ts.utils.util import load_label_mapping
 logger = logging.getLogger(__name__)
 
 
+def setup_ort_session(model_pt_path: str, map_location: str) -> Any:
+    """An onnxruntime InferenceSession for the model file, on CUDA when `map_location`
+    is a GPU and onnxruntime has the CUDA provider (the image needs onnxruntime:
+    `mkserve build -r requirements.txt` with it listed)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise RuntimeError(f"{os.path.basename(model_pt_path)} is an ONNX model and "
+                           "onnxruntime is not installed: add onnxruntime to the archive's "
+                           "requirements") from exc
+    providers = ["CPUExecutionProvider"]
+    if str(map_location).startswith("cuda") and \
+            "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    options = ort.SessionOptions()
+    return ort.InferenceSession(model_pt_path, sess_options=options, providers=providers)
+
 
 def _same_batch(items: Sequence[Any]) -> bool:
     """True when items are tensors that all have the same leading (batch) size."""
@@ -105,6 +122,10 @@ class BaseHandler:
 
     def _device(self) -> torch.device:
         return self.device if self.device is not None else torch.device("cpu")
+
+    def get_device(self) -> torch.device:
+        """The device the model was loaded on (CPU until initialize has run)."""
+        return self._device()
 
     # -- serve ------------------------------------------------------------
     def preprocess(self, data: list[Any]) -> torch.Tensor:

@@ -1,16 +1,76 @@
-"""`ts.utils.util`: label mapping, class discovery, YAML and the PredictionException."""
+"""`ts.utils.util`: label mapping, class discovery, YAML, torch.compile backends, the
+PredictionException and a deprecation decorator."""
 from __future__ import annotations
 
+import enum
+import functools
 import inspect
 import json
 import logging
 import os
+import re
+import warnings
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import yaml
 
 logger = logging.getLogger(__name__)
+
+# HTML tags, which text handlers strip before tokenising.
+CLEANUP_REGEX = re.compile("<.*?>")
+
+
+class PT2Backend(str, enum.Enum):
+    """torch.compile backends a model config's `pt2: {backend: ...}` may name."""
+
+    EAGER = "eager"
+    AOT_EAGER = "aot_eager"
+    INDUCTOR = "inductor"
+    CUDAGRAPHS = "cudagraphs"
+    ONNXRT = "onnxrt"
+    TVM = "tvm"
+    IPEX = "ipex"
+    OPENVINO = "openvino"
+    TENSORRT = "tensorrt"
+    TORCH_TENSORRT = "torch_tensorrt"
+    HPU_BACKEND = "hpu_backend"
+
+
+def check_valid_pt2_backend(backend: str) -> bool:
+    """True when `backend` is a torch.compile backend this torch knows; logs the choices
+    otherwise."""
+    try:
+        import torch._dynamo as dynamo
+
+        known = set(dynamo.list_backends(exclude_tags=())) | {"eager", "aot_eager"}
+    except Exception:  # noqa: BLE001 - an old or stripped torch: fall back to the enum
+        known = {b.value for b in PT2Backend}
+    if backend in known:
+        return True
+    logger.warning("%r is not a torch.compile backend here; choose one of %s",
+                   backend, ", ".join(sorted(known)))
+    return False
+
+
+def deprecated(version: str, replacement: str = "",
+               klass: type[Warning] = PendingDeprecationWarning
+               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a function deprecated since `version`: each call warns with `klass`."""
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        message = f"{func.__name__} is deprecated since {version}"
+        if replacement:
+            message += f"; use {replacement} instead"
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            warnings.warn(message, klass, stacklevel=2)
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 class PredictionException(Exception):

@@ -1,0 +1,1 @@
+"""`ts.handler_utils`: helpers TorchServe handlers import (timing, streaming, micro-batching)."""

@@ -1,0 +1,1 @@
+"""`ts.handler_utils.distributed`: model-parallel helpers; see mkserve.runtime.ts.unsupported."""

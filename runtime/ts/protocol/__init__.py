@@ -1,0 +1,1 @@
+"""`ts.protocol`: the one piece of TorchServe's worker protocol handlers call."""

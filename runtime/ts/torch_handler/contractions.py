@@ -1,0 +1,30 @@
+"""`ts.torch_handler.contractions.CONTRACTION_MAP`: English contractions and their expansions,
+which TextHandler expands before tokenising."""
+from __future__ import annotations
+
+CONTRACTION_MAP: dict[str, str] = {
+    "ain't": "is not", "aren't": "are not", "can't": "cannot", "can't've": "cannot have",
+    "'cause": "because", "could've": "could have", "couldn't": "could not",
+    "couldn't've": "could not have", "didn't": "did not", "doesn't": "does not",
+    "don't": "do not", "hadn't": "had not", "hadn't've": "had not have", "hasn't": "has not",
+    "haven't": "have not", "he'd": "he would", "he'd've": "he would have", "he'll": "he will",
+    "he's": "he is", "how'd": "how did", "how'll": "how will", "how's": "how is",
+    "i'd": "i would", "i'd've": "i would have", "i'll": "i will", "i'll've": "i will have",
+    "i'm": "i am", "i've": "i have", "isn't": "is not", "it'd": "it would",
+    "it'll": "it will", "it's": "it is", "let's": "let us", "ma'am": "madam",
+    "mightn't": "might not", "might've": "might have", "mustn't": "must not",
+    "must've": "must have", "needn't": "need not", "o'clock": "of the clock",
+    "oughtn't": "ought not", "shan't": "shall not", "she'd": "she would",
+    "she'll": "she will", "she's": "she is", "should've": "should have",
+    "shouldn't": "should not", "shouldn't've": "should not have", "that'd": "that would",
+    "that's": "that is", "there'd": "there would", "there's": "there is",
+    "they'd": "they would", "they'll": "they will", "they're": "they are",
+    "they've": "they have", "wasn't": "was not", "we'd": "we would", "we'll": "we will",
+    "we're": "we are", "we've": "we have", "weren't": "were not", "what'll": "what will",
+    "what're": "what are", "what's": "what is", "what've": "what have", "when's": "when is",
+    "where'd": "where did", "where's": "where is", "where've": "where have",
+    "who'll": "who will", "who's": "who is", "who've": "who have", "why's": "why is",
+    "won't": "will not", "would've": "would have", "wouldn't": "would not",
+    "y'all": "you all", "you'd": "you would", "you'll": "you will", "you're": "you are",
+    "you've": "you have",
+}
