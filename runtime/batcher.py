@@ -30,14 +30,21 @@ class Group:
     an Event costs a Condition, a fresh waiter lock and a notify_all), or
     `on_done`, called once by whichever thread resolves the last row (the
     event-loop worker's way: it queues the answer for its loop thread).
+
+    Streaming: a handler's intermediate results (send_intermediate_predict_response)
+    are appended to `parts` by `stream()` until the row resolves, and `on_part`,
+    if set, is called after each; the loop sends them as they come, or the final
+    answer carries them in front of the last value.
     """
 
-    __slots__ = ("_done", "_lock", "on_done", "outcomes", "remaining")
+    __slots__ = ("_done", "_lock", "on_done", "on_part", "outcomes", "parts", "remaining")
 
     def __init__(self, size: int, on_done: Callable[[Group], None] | None = None) -> None:
         self.outcomes: list[Outcome | None] = [None] * size
         self.remaining = size
         self.on_done = on_done
+        self.on_part: Callable[[Group], None] | None = None
+        self.parts: collections.deque[tuple[Any, str | None]] | None = None
         self._lock = threading.Lock()
         self._done = threading.Lock()
         self._done.acquire()  # released by the last resolve()
@@ -53,6 +60,27 @@ class Group:
             self._done.release()
             if self.on_done is not None:
                 self.on_done(self)
+
+    def stream(self, index: int, value: Any, content_type: str | None = None) -> None:
+        """One intermediate result for row `index` (dropped once the row has resolved)."""
+        with self._lock:
+            if self.outcomes[index] is not None:
+                return
+            if self.parts is None:
+                self.parts = collections.deque()
+            self.parts.append((value, content_type))
+        on_part = self.on_part
+        if on_part is not None:
+            on_part(self)
+
+    def take_parts(self) -> list[tuple[Any, str | None]]:
+        """The intermediate results not taken yet, oldest first."""
+        with self._lock:
+            parts = self.parts
+            if not parts:
+                return []
+            self.parts = collections.deque()
+        return list(parts)
 
     def wait(self, timeout: float) -> bool:
         """True once every row has an outcome; False if `timeout` seconds pass first."""

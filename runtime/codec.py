@@ -109,6 +109,16 @@ def decode_body(raw: bytes, content_type: str, form: Mapping[str, Any] | None = 
     return [raw], False
 
 
+def encode_parts(parts: list[tuple[Any, str | None]], final: Any, content_type: str | None,
+                 ) -> tuple[bytes, str]:
+    """A streamed answer whole (parts, then the handler's return value), for a client
+    that gets it in one piece; the first part's content type is the answer's."""
+    encoded = [encode_value(value, ctype) for value, ctype in parts]
+    last, last_type = encode_value(final, content_type) if final is not None else (b"", None)
+    body = b"".join(chunk for chunk, _ in encoded) + last
+    return body, encoded[0][1] if encoded else (last_type or "application/octet-stream")
+
+
 def encode_value(value: Any, content_type: str | None) -> tuple[bytes, str]:
     """One handler result as a response body: bytes raw, str as text, else JSON."""
     if isinstance(value, (bytes, bytearray)):

@@ -34,7 +34,7 @@ from .codec import decode_body, dumps, encode_value
 from .errors import ServingError
 from .http.response import status_line
 from .seams import MetricsSink
-from .service import ModelService
+from .service import ModelService, with_parts
 
 log = logging.getLogger("mkserve.app")
 access = logging.getLogger("mkserve.access")
@@ -240,9 +240,31 @@ class FastPath:
     def expire(self, jobs: list[Job]) -> None:
         self.service.expire(jobs)
 
+    # -- streaming (send_intermediate_predict_response) ---------------------
+    @staticmethod
+    def on_part(pending: Pending, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the model thread) whenever the handler streams a part of
+        this request's answer. A client batch is answered whole: no parts are sent."""
+        if pending.is_batch:
+            return
+        group = pending.group
+        group.on_part = lambda _group: callback()
+        if group.parts:  # streamed before the callback was set
+            callback()
+
+    @staticmethod
+    def take_parts(pending: Pending) -> tuple[list[bytes], str | None]:
+        """The parts streamed since the last call, encoded, and the first one's type."""
+        encoded = [encode_value(value, ctype) for value, ctype in pending.group.take_parts()]
+        return [body for body, _ in encoded], (encoded[0][1] if encoded else None)
+
+    @staticmethod
+    def request_id_of(pending: Pending) -> str:
+        return pending.request_id
+
     def complete(self, pending: Pending) -> Answer:
         """The answer of a Pending whose rows all have outcomes."""
-        outcomes: list[Outcome] = pending.group.outcomes  # type: ignore[assignment]
+        outcomes = with_parts(pending.group)  # parts not streamed yet lead the answer
         path, request_id, started = pending.path, pending.request_id, pending.started
         if self.metrics is not None:
             self.metrics.request_finished(outcome_status(outcomes),

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import __version__
 from .batcher import Batcher, Group, Job, Outcome
+from .codec import encode_parts
 from .errors import (
     BadRequest,
     DeadlineExceeded,
@@ -237,7 +238,7 @@ class ModelService:
         group, jobs, deadline = self.submit(rows, headers, request_id)
         if not group.wait(deadline - time.monotonic()):
             self.expire(jobs)
-        return group.outcomes  # type: ignore[return-value]
+        return with_parts(group)
 
     def submit(self, rows: list[Any], headers: dict[str, str], request_id: str,
                on_done: Callable[[Group], None] | None = None,
@@ -313,9 +314,19 @@ class ModelService:
         infos = [RequestInfo(j.request_id, j.headers) for j in jobs]
         context = self._context
         context._begin_batch(infos)
+
+        def send_intermediate(ret: list[Any], req_id_map: Any, message: str, code: int) -> None:
+            # ret[i] belongs to the batch's i-th request, as context.request_ids numbers them.
+            for job, info, value in zip(jobs, infos, ret, strict=False):
+                job.group.stream(job.index, value, info.content_type)
+
+        context._send_intermediate = send_intermediate
         try:
-            with self._autocast():
-                result = self._handle([j.row for j in jobs], context)  # type: ignore[misc]
+            try:
+                with self._autocast():
+                    result = self._handle([j.row for j in jobs], context)  # type: ignore[misc]
+            finally:
+                context._send_intermediate = None
         except Exception as exc:
             error = classify(exc)
             if len(jobs) > 1 and not isinstance(error, OutOfMemory):
@@ -337,3 +348,14 @@ class ModelService:
             return [Outcome(error=error) for _ in jobs]
         return [Outcome(value, info.status, info.content_type, info.response_headers or None)
                 for value, info in zip(result, infos, strict=False)]
+
+
+def with_parts(group: Group) -> list[Outcome]:
+    """The group's outcomes, a streamed single row's parts folded into its answer."""
+    outcomes: list[Outcome] = group.outcomes  # type: ignore[assignment]
+    parts = group.take_parts()
+    if parts and len(outcomes) == 1 and outcomes[0].error is None:
+        only = outcomes[0]
+        body, content_type = encode_parts(parts, only.value, only.content_type)
+        outcomes = [Outcome(body, only.status, content_type, only.headers)]
+    return outcomes

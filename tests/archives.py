@@ -328,3 +328,24 @@ def read_manifest(archive: Path) -> dict:
         raise FileNotFoundError(f"no MAR-INF/MANIFEST.json in {archive}")
     with zipfile.ZipFile(archive) as zf:
         return json.loads(zf.read("MAR-INF/MANIFEST.json"))
+
+
+def archive_handler(code: str, dest: Path, name: str, *, config: str | None = None,
+                    extra_files: dict[str, bytes] | None = None, fmt: str = "default") -> Path:
+    """An archive of one handler file (no weights), made by the real torch-model-archiver,
+    as a TorchServe user would package a handler written in TorchServe's style."""
+    src = Path(tempfile.mkdtemp(prefix=f"handler-{name}-", dir=_cache_root()))
+    (src / "handler.py").write_text(code)
+    cmd = archiver_command() + ["--model-name", name, "--version", "1.0",
+                                "--handler", str(src / "handler.py"),
+                                "--export-path", str(dest), "--archive-format", fmt, "--force"]
+    if config is not None:
+        (src / "model-config.yaml").write_text(config)
+        cmd += ["--config-file", str(src / "model-config.yaml")]
+    if extra_files:
+        for file_name, content in extra_files.items():
+            (src / file_name).write_bytes(content)
+        cmd += ["--extra-files", ",".join(str(src / f) for f in extra_files)]
+    dest.mkdir(parents=True, exist_ok=True)
+    _run(cmd, f"torch-model-archiver for {name}")
+    return archive_path(dest, name, fmt)

@@ -26,8 +26,23 @@ class Conn:
     while the client waits on the server.
     """
 
-    __slots__ = ("addr", "closing", "continued", "dropped", "eof", "error", "events", "inflight",
-                 "last_active", "out", "parser", "sock", "stop_reading", "waiting_since")
+    __slots__ = (
+        "addr",
+        "closing",
+        "continued",
+        "dropped",
+        "eof",
+        "error",
+        "events",
+        "inflight",
+        "last_active",
+        "out",
+        "parser",
+        "sock",
+        "stop_reading",
+        "streaming",
+        "waiting_since",
+    )
 
     def __init__(self, sock: socket.socket, addr: Any, limits: Limits) -> None:
         self.sock = sock
@@ -37,6 +52,9 @@ class Conn:
         self.stop_reading = False  # a request that closes the connection has arrived
         self.continued: Request | None = None  # 100 Continue sent for this request
         self.inflight: Any = None  # (request, what answers it)
+        # While a streamed answer is being sent: "chunked" (HTTP/1.1) or "raw" (HTTP/1.0,
+        # ended by closing), and whether its head said keep-alive.
+        self.streaming: tuple[str, bool] | None = None
         self.out = b""
         self.events = 0
         self.eof = False

@@ -48,6 +48,12 @@ class FastRoute(Protocol):
 
     def expire(self, jobs: Any) -> None: ...
 
+    def on_part(self, pending: Any, callback: Callable[[], None]) -> None: ...
+
+    def take_parts(self, pending: Any) -> tuple[list[bytes], str | None]: ...
+
+    def request_id_of(self, pending: Any) -> str: ...
+
     def answer(self, result: Any, environ: Callable[[], dict[str, Any]],
                ) -> tuple[str, list[tuple[str, str]], bytes]: ...
 
@@ -69,6 +75,7 @@ class Dispatcher:
         self.wake = wake
         self.log = log
         self.done: collections.deque[Conn] = collections.deque()  # answers to send
+        self.streams: collections.deque[Conn] = collections.deque()  # parts to send
         self.next_deadline = float("inf")  # when a fast-path request may be overdue
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads),
                                        thread_name_prefix="mkserve-request")
@@ -99,6 +106,13 @@ class Dispatcher:
             conn.inflight = (request, result)
             if fast.is_pending(result):
                 self.next_deadline = min(self.next_deadline, result.deadline)
+                streams = self.streams
+
+                def on_part() -> None:
+                    streams.append(conn)
+                    wake()
+
+                fast.on_part(result, on_part)
             else:
                 done.append(conn)  # answered at once (an error)
             return
@@ -133,11 +147,67 @@ class Dispatcher:
                 continue
             yield conn, request, result
 
+    def stream_parts(self, open_conns: set[Conn], keep_alive: Callable[[Request], bool],
+                     ) -> Iterator[tuple[Conn, bytes]]:
+        """The bytes of the streamed parts that are ready: a head before the first, then
+        each part as an HTTP/1.1 chunk (as it is, on HTTP/1.0)."""
+        streams, fast = self.streams, self.fast
+        while streams:
+            conn = streams.popleft()
+            inflight = conn.inflight
+            if fast is None or inflight is None or conn not in open_conns \
+                    or not fast.is_pending(inflight[1]):
+                continue
+            request, pending = inflight
+            chunks, content_type = fast.take_parts(pending)
+            if not chunks:
+                continue
+            head = b""
+            if conn.streaming is None:
+                mode = "chunked" if request.version >= (1, 1) else "raw"
+                conn.streaming = (mode, keep_alive(request) and mode == "chunked")
+                headers = [("Content-Type", content_type or "application/octet-stream"),
+                           ("X-Request-Id", fast.request_id_of(pending))]
+                if mode == "chunked":
+                    headers.append(("Transfer-Encoding", "chunked"))
+                head = response_bytes(request.version, "200 OK", headers, b"",
+                                      conn.streaming[1], head_only=True)
+            yield conn, head + self._encode_as(conn.streaming[0], chunks)
+
+    def finish_stream(self, conn: Conn, result: Any, environ: Callable[[], dict[str, Any]],
+                      ) -> tuple[bytes, bool]:
+        """The end of a streamed answer: the parts still waiting, the handler's return
+        value, the last chunk. If the handler failed after parts were sent, the status
+        cannot change any more: the connection closes without the last chunk, which
+        tells the client that the answer is incomplete."""
+        assert self.fast is not None and conn.streaming is not None
+        mode, keep_alive = conn.streaming
+        conn.streaming = None
+        chunks, _ = self.fast.take_parts(result)
+        status, _headers, body = self.fast.answer(result, environ)
+        if not status.startswith("2"):
+            self.log.warning("a streamed answer failed after its first part (%s): closing the "
+                             "connection without the last chunk", status)
+            return self._encode_as(mode, chunks), False
+        data = self._encode_as(mode, [*chunks, body])
+        return (data + b"0\r\n\r\n", keep_alive) if mode == "chunked" else (data, False)
+
+    @staticmethod
+    def _encode_as(mode: str, chunks: list[bytes]) -> bytes:
+        """Parts as HTTP/1.1 chunks (an empty one would end the answer: skipped), or raw."""
+        if mode == "raw":
+            return b"".join(chunks)
+        return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks if c)
+
     def render(self, conn: Conn, request: Request, result: Any,
                keep_alive: bool) -> tuple[bytes, bool]:
         """The bytes of an answer and whether the connection stays open; a 500 and a
         closed connection if making the answer fails."""
         try:
+            if conn.streaming is not None:
+                data, still_open = self.finish_stream(conn, result,
+                                                      lambda: self.environ(request, conn))
+                return data, still_open and keep_alive
             if isinstance(result, Future):
                 status, headers, body = result.result()
             else:
@@ -157,8 +227,8 @@ class Dispatcher:
             now = time.monotonic()
             for conn in conns:
                 inflight = conn.inflight
-                if inflight is None or not fast.is_pending(inflight[1]):
-                    continue
+                if inflight is None or not fast.is_pending(inflight[1]) or conn.streaming:
+                    continue  # a streamed answer has begun: it runs to its end
                 pending = inflight[1]
                 if pending.deadline <= now:
                     fast.expire(pending.jobs)

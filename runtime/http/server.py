@@ -357,7 +357,10 @@ class HttpServer:
         self.dispatcher.dispatch(conn, item)
 
     def send_answers(self) -> None:
-        """Send the answers that are ready."""
+        """Send the streamed parts and the answers that are ready."""
+        for conn, data in self.dispatcher.stream_parts(self.conns, self.keeps_alive):
+            conn.last_active = time.monotonic()
+            self.send(conn, data)
         for conn, request, result in self.dispatcher.answers(self.conns):
             data, keep_alive = self.dispatcher.render(conn, request, result,
                                                       self.keeps_alive(request))

@@ -1,0 +1,96 @@
+"""Handlers written in TorchServe's documented style, and the requests the tests send them.
+
+Each case is archived by the real torch-model-archiver (archives.archive_handler),
+served by TorchServe 0.12 once to record its answers
+(tests/recorded/record_torchserve.py -> tests/recorded/torchserve-answers.json),
+and by mkserve in the tests, which compare the two.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str  # after the server's base URL; {name} is the model name
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str = "POST"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    handler: str
+    calls: tuple[Call, ...]
+    config: str | None = None
+
+
+STREAMING = '''
+import time
+
+from ts.handler_utils.utils import send_intermediate_predict_response
+
+
+def handle(data, context):
+    if data is None:  # TorchServe calls a function handler once at load, with no data
+        return None
+    text = data[0].get("body") or data[0].get("data")
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode()
+    for i in range(3):
+        send_intermediate_predict_response([f"{text} part {i}\\n"], context.request_ids,
+                                           "Intermediate Prediction success", 200, context)
+        time.sleep(0.4)
+    return [f"{text} done\\n"]
+'''
+
+REQUEST_PROPERTIES = '''
+import ts
+from ts.handler_utils.timer import timed
+from ts.handler_utils.utils import import_class
+from ts.torch_handler.base_handler import BaseHandler
+from ts.utils.util import PredictionException
+
+
+class Handler(BaseHandler):
+    def initialize(self, context):
+        self.context = context
+        self.ordered = import_class("collections.OrderedDict")
+        self.initialized = True
+
+    @timed
+    def preprocess(self, data):
+        return data
+
+    def handle(self, data, context):
+        self.context = context
+        out = []
+        for i, row in enumerate(self.preprocess(data)):
+            request = context.request_processor[i]
+            custom = request.get_request_property("X-Custom")
+            if custom == "fail":
+                raise PredictionException("custom failure asked for", 418)
+            out.append({
+                "custom": custom,
+                "content_type": context.get_request_header(i, "Content-Type"),
+                "sequence": context.get_sequence_id(i),
+                "names": sorted(k.lower() for k in request.get_request_properties()
+                                if k.lower().startswith("x-")),
+                "version_at_least_0_12": tuple(int(p) for p in ts.__version__.split(".")[:2])
+                >= (0, 12),
+                "ordered": self.ordered.__name__,
+            })
+        return out
+'''
+
+CASES = (
+    Case("streaming", STREAMING, (Call("/predictions/{name}", b'"hi"',
+                                       {"Content-Type": "application/json"}),)),
+    Case("reqprops", REQUEST_PROPERTIES, (
+        Call("/predictions/{name}", b'{"a": 1}',
+             {"Content-Type": "application/json", "X-Custom": "yes", "X-Other": "1"}),
+        Call("/predictions/{name}", b'{"a": 1}',
+             {"Content-Type": "application/json", "X-Custom": "fail"}),
+    ), config="handler:\n  profile: true\n"),
+)
