@@ -126,3 +126,19 @@ def test_a_stream_keeps_the_connection_and_a_client_that_leaves_harms_nothing(
     assert head.startswith(b"HTTP/1.0 200") and b"chunked" not in head.lower()
     assert body == b"ten part 0\nten part 1\nten part 2\nten done\n"
     assert send(server.port, case.name, case.calls[0])["status"] == 200
+
+
+def test_sigterm_lets_a_stream_in_flight_finish(tmp_path: Path) -> None:
+    import threading
+
+    case = next(c for c in CASES if c.name == "streaming")
+    archive = archive_handler(case.handler, tmp_path / "store", case.name)
+    server = Server(archive, tmp_path).wait_ready()
+    got: dict[str, Any] = {}
+    reader = threading.Thread(target=lambda: got.update(send(server.port, case.name,
+                                                             case.calls[0])))
+    reader.start()
+    time.sleep(0.5)  # the first part is out, the handler is sleeping
+    assert server.terminate(timeout=20) == 0
+    reader.join(10)
+    assert got["body"] == RECORDED["streaming"][0]["body"]
