@@ -22,6 +22,39 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _NAME_RE = re.compile(r"[^a-zA-Z0-9_:]")
 
 
+class AggregateRegistry(CollectorRegistry):
+    """Every worker's samples (the multiprocess collector), with TorchServe's metrics query.
+
+    `GET /metrics?name[]=ts_inference_requests_total` answers those series only;
+    prometheus_client's own restriction knows a collector's names only when it
+    describes them, which the multiprocess collector does not (it answers nothing).
+    """
+
+    def __init__(self) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        super().__init__()
+        MultiProcessCollector(self)
+
+    def restricted_registry(self, names: Any) -> _Restricted:  # type: ignore[override]
+        return _Restricted(self, set(names))
+
+
+class _Restricted:
+    def __init__(self, registry: CollectorRegistry, names: set[str]) -> None:
+        self.registry, self.names = registry, names
+
+    def collect(self) -> Any:
+        from prometheus_client.metrics_core import Metric
+
+        for metric in self.registry.collect():
+            samples = [s for s in metric.samples if s.name in self.names]
+            if samples:
+                chosen = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                chosen.samples = samples
+                yield chosen
+
+
 def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 

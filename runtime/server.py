@@ -236,12 +236,11 @@ class Runtime(BaseApplication):
             if os.environ.get(name):
                 log.info("platform %s=%s", name, os.environ[name])
         if s.metrics_port:
-            from prometheus_client import CollectorRegistry, start_http_server
-            from prometheus_client.multiprocess import MultiProcessCollector
+            from prometheus_client import start_http_server
 
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry)
-            start_http_server(s.metrics_port, addr=s.host, registry=registry)
+            from .metrics import AggregateRegistry
+
+            start_http_server(s.metrics_port, addr=s.host, registry=AggregateRegistry())
             log.info("metrics also on http://%s:%d/metrics", s.host, s.metrics_port)
 
     def _pre_fork(self, arbiter: Any, worker: Any) -> None:
@@ -328,10 +327,23 @@ def _attach_exporter(app: Any) -> None:
     (Metrics.http_request, same names and labels): the exporter's own hooks cost a
     request context lookup, five regular expressions and two label lookups per request.
     """
+    from prometheus_client.exposition import choose_encoder
     from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-    exporter = GunicornInternalPrometheusMetrics(app, path=routes.METRICS,
-                                                  export_defaults=False)
+    from .metrics import AggregateRegistry
+
+    class Exporter(GunicornInternalPrometheusMetrics):
+        def generate_metrics(self, accept_header: str | None = None,
+                             names: list[str] | None = None) -> tuple[str, str]:
+            """Every worker's samples; with TorchServe's `?name[]=` only those series.
+            (The exporter restricts the registry before adding the multiprocess
+            collector to it, which a restricted registry cannot take: a 500.)"""
+            registry = AggregateRegistry()
+            chosen: Any = registry.restricted_registry(names) if names else registry
+            encode, content_type = choose_encoder(accept_header or "")
+            return encode(chosen).decode("utf-8"), content_type
+
+    exporter = Exporter(app, path=routes.METRICS, export_defaults=False)
     exporter.info("flask_exporter_info", "Information about the Prometheus Flask exporter",
                   version=exporter.version)
 

@@ -16,6 +16,8 @@ class Call:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     method: str = "POST"
+    # TorchServe answers describe on its management port; mkserve on the serving port.
+    management: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,34 @@ class Handler(BaseHandler):
         return out
 '''
 
+EXPLAIN = '''
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class Handler(BaseHandler):
+    def initialize(self, context):
+        self.context = context
+        self.initialized = True
+
+    def handle(self, data, context):
+        self.context = context
+        if self._is_describe():
+            return [self.describe_handle()]
+        explain = self._is_explain()
+        out = []
+        for row in data:
+            body = row.get("body") or row.get("data")
+            if isinstance(body, (bytes, bytearray)):
+                body = body.decode()
+            out.append({"explain": explain, "body": body})
+        return out
+
+    def describe_handle(self):
+        return {"doc": "echoes its input", "inputs": ["x"]}
+'''
+
+JSON = {"Content-Type": "application/json"}
+
 CASES = (
     Case("streaming", STREAMING, (Call("/predictions/{name}", b'"hi"',
                                        {"Content-Type": "application/json"}),)),
@@ -93,4 +123,18 @@ CASES = (
         Call("/predictions/{name}", b'{"a": 1}',
              {"Content-Type": "application/json", "X-Custom": "fail"}),
     ), config="handler:\n  profile: true\n"),
+    Case("explain", EXPLAIN, (
+        Call("/predictions/{name}", b'{"x": 1}', JSON),
+        Call("/explanations/{name}", b'{"x": 1}', JSON),
+        Call("/invocations?model_name={name}", b'{"x": 2}', JSON),
+        Call("/invocations", b'{"x": 3}', JSON),
+        Call("/models/{name}/invoke", b'{"x": 4}', JSON),
+        Call("/{name}/predict", b'{"x": 5}', JSON),
+        Call("/v1/models/{name}:predict", b'{"instances": [{"x": 6}]}', JSON),
+        Call("/v1/models/{name}:explain", b'{"instances": [{"x": 7}]}', JSON),
+        Call("/models/{name}", method="GET", management=True),
+        Call("/models/{name}?customized=true", method="GET", management=True),
+        Call("/models/{name}/1.0", method="GET", management=True),
+        Call("/models/nope", method="GET", management=True),
+    )),
 )

@@ -147,3 +147,17 @@ def test_metrics_also_on_a_separate_port_when_asked(tmp_path: Path):
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'ts_inference_requests_total{model_name="classifier",model_version="1.0"} 3.0' in text
         assert server.get("/metrics").status_code == 200  # and still on the serving port
+        # TorchServe's metrics query: exactly the series asked for, on both ports.
+        for url in (f"http://127.0.0.1:{port}/metrics", f"{server.url}/metrics"):
+            answer = requests.get(url, params={"name[]": "ts_inference_requests_total"},
+                                  timeout=5)
+            assert answer.status_code == 200, answer.text
+            families = {line.split()[2] for line in answer.text.splitlines()
+                        if line.startswith("# TYPE")}
+            assert families == {"ts_inference_requests_total"}, answer.text
+            assert 'ts_inference_requests_total{model_name="classifier"' in answer.text
+        two = requests.get(f"{server.url}/metrics", timeout=5, params={
+            "name[]": ["ts_inference_requests_total", "ts_queue_latency_microseconds"]})
+        assert {line.split()[2] for line in two.text.splitlines()
+                if line.startswith("# TYPE")} == {"ts_inference_requests_total",
+                                                  "ts_queue_latency_microseconds"}

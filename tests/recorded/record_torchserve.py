@@ -54,7 +54,9 @@ def main(names: list[str]) -> int:
         server = TorchServe(work, case.name, first.body, archive, 1, 0)
         server.start()
         try:
-            answers[case.name] = [send(server.port, case.name, call) for call in case.calls]
+            answers[case.name] = [send(server.management_port if call.management
+                                       else server.port, case.name, call)
+                                  for call in case.calls]
         finally:
             server.stop()
         print(case.name, json.dumps(answers[case.name])[:300])
