@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -35,6 +34,7 @@ from .fastpath import (
 from .kserve import register_kserve
 from .seams import MetricsSink
 from .service import ModelService
+from .ts_routes import AnswerPredictions, Predict, register_torchserve_routes
 
 __all__ = ["Pending", "ServingApp", "create_app", "environ_headers", "status_line"]
 
@@ -67,8 +67,9 @@ def create_app(service: ModelService, metrics: MetricsSink | None = None,
     app.config["MAX_CONTENT_LENGTH"] = service.settings.max_request_bytes
     app.service = service
     _health_routes(app, service)
-    predict = _prediction_routes(app, service, metrics)
+    predict, answer_predictions = _prediction_routes(app, service, metrics)
     register_kserve(app, service, predict)
+    register_torchserve_routes(app, service, predict, answer_predictions)
 
     new_request_id = request_ids()
     requests = RequestLog(metrics, access_log, service.model_name)
@@ -113,8 +114,10 @@ def _health_routes(app: ServingApp, service: ModelService) -> None:
 
 
 def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsSink | None,
-                       ) -> Callable[[list[dict[str, Any]]], list[Outcome]]:
-    """TorchServe's /predictions routes; returns the predict call the KServe routes share."""
+                       ) -> tuple[Predict, AnswerPredictions]:
+    """TorchServe's /predictions routes; returns the predict call the KServe routes share
+    and the answer of a predictions-style request, which TorchServe's other inference
+    routes (explanations, SageMaker's, the legacy ones) give too."""
     model_name = service.model_name
 
     @app.post(routes.PREDICTIONS + "/<model>")
@@ -126,11 +129,14 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
         if version is not None and version != service.model_version:
             raise NotFound(f"version {version!r} of {model_name} is not served here; "
                            f"this server serves version {service.model_version}")
+        return _answer()
+
+    def _answer(extra_headers: dict[str, str] | None = None) -> Response:
         # A form's fields are parsed from the body after it is read: keep it for that.
         values, is_batch = decode_body(request.get_data(cache=request.mimetype in FORM_TYPES),
                                        request.content_type or "")
         rows = [_row(value) for value in values]
-        status, body, content_type, headers = answer(_predict(rows), is_batch)
+        status, body, content_type, headers = answer(_predict(rows, extra_headers), is_batch)
         return Response(body, status=status, headers=headers, content_type=content_type)
 
     def _row(value: Any) -> dict[str, Any]:
@@ -145,12 +151,16 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
             row["body"] = value
         return row
 
-    def _predict(rows: list[dict[str, Any]]) -> list[Outcome]:
+    def _predict(rows: list[dict[str, Any]], extra_headers: dict[str, str] | None = None,
+                 ) -> list[Outcome]:
         if metrics is not None:
             metrics.request_started()
         status = 500
+        headers = environ_headers(request.environ)
+        if extra_headers:  # what TorchServe's frontend adds: "explain", "describe"
+            headers = {**headers, **extra_headers}
         try:
-            outcomes = service.predict(rows, environ_headers(request.environ), g.request_id)
+            outcomes = service.predict(rows, headers, g.request_id)
             status = outcome_status(outcomes)
             return outcomes
         except ServingError as exc:
@@ -160,7 +170,7 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
             if metrics is not None:
                 metrics.request_finished(status, (time.perf_counter() - g.started) * 1000.0)
 
-    return _predict
+    return _predict, _answer
 
 
 def _error_handlers(app: ServingApp, service: ModelService) -> None:

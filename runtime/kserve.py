@@ -18,7 +18,9 @@ from .seams import ServedModel
 JSON = "application/json"
 SERVER_NAME = "mkserve"
 PLATFORM = "pytorch"
-Predict = Callable[[list[Any]], list[Outcome]]
+Predict = Callable[..., list[Outcome]]  # (rows, extra_headers=None) -> one Outcome per row
+# What TorchServe's frontend adds to an explanation request: BaseHandler then explains.
+EXPLAIN = {"explain": "True"}
 # A body "id" may become the request id (logs, X-Request-ID) only if it is header-safe.
 _SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -34,6 +36,8 @@ def register_kserve(app: Flask, service: ServedModel, predict: Predict) -> None:
     - POST /v1/models/{m}:predict    {"instances": [...]} or {"inputs": [...]} → 200
       {"predictions": [...]}: each instance is one handler row {"body": instance}, answers
       in order. Missing, empty or non-list instances → 400.
+    - POST /v1/models/{m}:explain    the same, each row reaching the handler with the
+      `explain` header "True" (as TorchServe's frontend sends it) → {"explanations": [...]}
     V2 / Open Inference Protocol (every model path also under /versions/{v}; another
     version → 404):
     - GET  /v2                       → {"name": "mkserve", "version", "extensions": []}
@@ -45,6 +49,7 @@ def register_kserve(app: Flask, service: ServedModel, predict: Predict) -> None:
     - POST /v2/models/{m}/infer      → {"model_name", "model_version", "id", "outputs"};
       rows and outputs are mapped as kserve_v2 describes; "id" is echoed, or is the
       request's X-Request-ID (generated when absent).
+    - POST /v2/models/{m}/explain    the same, with the `explain` header "True".
     Errors on every /v1 and /v2 path, including unknown routes, 405 and 413, are KServe's
     {"error": "<message>"} with the status the contract gives (400 bad input, 404 unknown
     model, 413, 503 not ready or queue full with Retry-After, 504 deadline, 500 handler
@@ -85,11 +90,18 @@ def _v1_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
 
     @app.post("/v1/models/<model>:predict")
     def v1_predict(model: str) -> Response:
+        return v1_answer(model, "predictions")
+
+    @app.post("/v1/models/<model>:explain")
+    def v1_explain(model: str) -> Response:
+        return v1_answer(model, "explanations", EXPLAIN)
+
+    def v1_answer(model: str, key: str, extra: dict[str, str] | None = None) -> Response:
         _check_model(service, model)
         instances = _instances(parse_json(request.get_data(cache=False)))
-        outcomes = predict([{"body": instance} for instance in instances])
+        outcomes = predict([{"body": instance} for instance in instances], extra)
         _raise_first_error(outcomes, "instance")
-        return _json({"predictions": [o.value for o in outcomes]})
+        return _json({key: [o.value for o in outcomes]})
 
 
 def _v2_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
@@ -127,6 +139,15 @@ def _v2_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
     @app.post("/v2/models/<model>/infer")
     @app.post("/v2/models/<model>/versions/<version>/infer")
     def v2_infer(model: str, version: str | None = None) -> Response:
+        return v2_answer(model, version)
+
+    @app.post("/v2/models/<model>/explain")
+    @app.post("/v2/models/<model>/versions/<version>/explain")
+    def v2_explain(model: str, version: str | None = None) -> Response:
+        return v2_answer(model, version, EXPLAIN)
+
+    def v2_answer(model: str, version: str | None, extra: dict[str, str] | None = None,
+                  ) -> Response:
         _check_model(service, model, version)
         if "Inference-Header-Content-Length" in request.headers:
             raise BadRequest("the binary tensor data extension is not supported; send the "
@@ -136,7 +157,7 @@ def _v2_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
         if (infer.id and "X-Request-ID" not in request.headers
                 and _SAFE_ID.fullmatch(infer.id)):
             g.request_id = infer.id  # so logs and the handler's request ids match the body
-        outcomes = predict(to_rows(infer))
+        outcomes = predict(to_rows(infer), extra)
         _raise_first_error(outcomes, "row")
         outputs = build_outputs([o.value for o in outcomes], infer.outputs)
         return _json({"model_name": name, "model_version": service.model_version,

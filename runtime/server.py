@@ -275,7 +275,7 @@ class Runtime(BaseApplication):
         metrics = Metrics(name, self.source.version)
         self.service = ModelService(self.source, self.settings, gpu_id, metrics,
                                     on_load_failed=self._exit_after_grace,
-                                    on_stuck=self._retire)
+                                    on_stuck=self._retire, replica_workers=self.plan.workers)
         app = create_app(self.service, metrics, access_log=self.settings.access_log)
         _attach_exporter(app)
         # Everything so far lives as long as the worker: out of the collector's sight, a

@@ -106,8 +106,9 @@ class ModelService:
     def __init__(self, source: ModelSource, settings: RuntimeSettings, gpu_id: int | None = None,
                  metrics: MetricsSink | None = None,
                  on_load_failed: Callable[[str], None] | None = None,
-                 on_stuck: Callable[[str], None] | None = None) -> None:
+                 on_stuck: Callable[[str], None] | None = None, replica_workers: int = 1) -> None:
         self.source = source
+        self.replica_workers = replica_workers  # workers of this replica, this one included
         self.settings = settings
         self.model_name = settings.model_name or source.name
         self.model_version = source.version

@@ -130,8 +130,6 @@ CASES = (
         Call("/invocations", b'{"x": 3}', JSON),
         Call("/models/{name}/invoke", b'{"x": 4}', JSON),
         Call("/{name}/predict", b'{"x": 5}', JSON),
-        Call("/v1/models/{name}:predict", b'{"instances": [{"x": 6}]}', JSON),
-        Call("/v1/models/{name}:explain", b'{"instances": [{"x": 7}]}', JSON),
         Call("/models/{name}", method="GET", management=True),
         Call("/models/{name}?customized=true", method="GET", management=True),
         Call("/models/{name}/1.0", method="GET", management=True),

@@ -1,6 +1,7 @@
 """KServe V1 and V2 (Open Inference Protocol) routes in-process, against real ModelServices."""
 from __future__ import annotations
 
+import json
 import sys
 import time
 import warnings
@@ -443,3 +444,29 @@ def test_flatten_keeps_row_major_order_and_survives_deep_nesting():
     for _ in range(100_000):
         deep = [deep]
     assert flatten(deep) == [1]
+
+
+EXPLAINER = """
+class Explainer:
+    def initialize(self, context):
+        self.context = context
+
+    def handle(self, data, context):
+        flag = context.get_request_header(0, "explain")
+        return [{"explain": flag, "body": row.get("body")} for row in data]
+"""
+
+
+def test_explain_routes_reach_the_handler_with_the_explain_header(serve_handler):
+    served = serve_handler(EXPLAINER)
+    c = served.client
+    v1 = c.post("/v1/models/m:explain", json={"instances": [1, 2]})
+    assert v1.status_code == 200
+    assert v1.get_json() == {"explanations": [{"explain": "True", "body": 1},
+                                              {"explain": "True", "body": 2}]}
+    predicted = c.post("/v1/models/m:predict", json={"instances": [3]}).get_json()
+    assert predicted == {"predictions": [{"explain": None, "body": 3}]}
+    v2_answer = c.post("/v2/models/m/explain", json={"inputs": [v2("x", [1], "FP32", [1.5])]})
+    assert v2_answer.status_code == 200, v2_answer.data
+    assert "True" in json.dumps(v2_answer.get_json()["outputs"])
+    assert error(c.post("/v1/models/other:explain", json={"instances": [1]}), 404)
