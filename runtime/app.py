@@ -134,7 +134,8 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
     def _answer(extra_headers: dict[str, str] | None = None) -> Response:
         # A form's fields are parsed from the body after it is read: keep it for that.
         values, is_batch = decode_body(request.get_data(cache=request.mimetype in FORM_TYPES),
-                                       request.content_type or "")
+                                       request.content_type or "",
+                                       service.settings.list_body == "rows")
         rows = [_row(value) for value in values]
         status, body, content_type, headers = answer(_predict(rows, extra_headers), is_batch)
         return Response(body, status=status, headers=headers, content_type=content_type)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import json
 import operator
-from collections.abc import Mapping
 from typing import Any
 
 from .errors import BadRequest
@@ -79,19 +78,20 @@ def is_client_batch(value: Any) -> bool:
     return isinstance(value, list) and len(value) > 0 and all(isinstance(v, dict) for v in value)
 
 
-def decode_body(raw: bytes, content_type: str, form: Mapping[str, Any] | None = None,
-                files: Mapping[str, Any] | None = None) -> tuple[list[Any], bool]:
+def decode_body(raw: bytes, content_type: str, split_lists: bool = True,
+                ) -> tuple[list[Any], bool]:
     """Turn a request body into handler values; returns (values, is_client_batch).
 
-    application/json → parsed object; text/* → str; forms → one key per field;
-    anything else → bytes. Form-encoded bodies that are really JSON (what a
-    bare `curl -d '{...}'` sends) are read as JSON.
+    application/json → parsed object (a JSON array of objects is a client batch of
+    rows unless `split_lists` is false: MKSERVE_LIST_BODY=whole); text/* → str; forms
+    → one key per field; anything else → bytes. Form-encoded bodies that are really
+    JSON (what a bare `curl -d '{...}'` sends) are read as JSON.
     """
     mime = content_type.split(";", 1)[0].strip().lower()
     if mime in JSON_TYPES or mime.endswith("+json") or (
             mime == "application/x-www-form-urlencoded" and raw[:1] in (b"{", b"[")):
         value = parse_json(raw)
-        if is_client_batch(value):
+        if split_lists and is_client_batch(value):
             return value, True
         return [value], False
     if mime.startswith("text/"):

@@ -199,6 +199,7 @@ class FastPath:
         name, version = service.model_name, service.model_version
         self.paths = {routes.predictions(name), f"{routes.predictions(name)}/{version}"}
         self.limit = service.settings.max_request_bytes
+        self.split_lists = service.settings.list_body == "rows"
 
     def matches(self, method: str, path: str, query: str, content_type: str,
                 length: int | None) -> bool:
@@ -214,7 +215,7 @@ class FastPath:
         """Decode a request and queue its rows: its Pending, or the answer now."""
         metrics = self.metrics
         try:
-            values, is_batch = decode_body(raw, content_type)
+            values, is_batch = decode_body(raw, content_type, self.split_lists)
             # As the Flask route: no query parameters here, no form fields (JSON null).
             rows = [{"body": value} if value is not None else {} for value in values]
             if metrics is not None:

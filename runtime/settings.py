@@ -165,6 +165,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jit_optimize", "MKSERVE_JIT_OPTIMIZE", _choice("auto", "on", "off"), "auto",
             "TorchScript graph optimisation in the model thread: auto = on with a GPU "
             "(kernel fusion), off on CPU (no fusion there; saves memory)."),
+    Setting("list_body", "MKSERVE_LIST_BODY", _choice("rows", "whole"), "rows",
+            "A JSON array of objects as a request body: rows (each object one row for the "
+            "handler, answered as an array) or whole (one body, as TorchServe hands it).",
+            model_config="listBody"),
     Setting("warmup_file", "MKSERVE_WARMUP_FILE", str, "",
             "A request body (JSON) run once before the worker reports ready."),
     Setting("max_archive_bytes", "MKSERVE_MAX_ARCHIVE_BYTES", _positive(int), 20 * 1024**3,
@@ -208,6 +212,7 @@ class RuntimeSettings:
     load_failure_grace_s: float = 2.0
     precision: str = "fp32"
     jit_optimize: str = "auto"
+    list_body: str = "rows"
     warmup_file: str = ""
     max_archive_bytes: int = 20 * 1024**3
     sources: dict[str, str] = field(default_factory=dict, compare=False)

@@ -56,7 +56,9 @@ def test_every_module_the_runtime_imports_is_installed_in_the_image():
     owners = packages_distributions()
     missing = {m for m in third_party
                if not {canonical(d) for d in owners.get(m, [m])} & installed}
-    # Imported only where present (optional backends), never needed to serve.
+    # Imported only where present (optional backends), never needed to serve; psutil only
+    # by ts.metrics.system_metrics' functions, for handlers that call them.
     optional = {"pynvml", "numpy", "torchvision", "torchaudio", "torchtext", "PIL",
-                "captum", "transformers", "onnxruntime", "intel_extension_for_pytorch"}
+                "captum", "transformers", "onnxruntime", "intel_extension_for_pytorch",
+                "psutil"}
     assert missing - optional == set(), missing

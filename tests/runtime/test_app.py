@@ -283,3 +283,27 @@ def handle(data, context):
     r = served.client.post("/predictions/m", json={"huge": True})
     assert r.status_code == 507 and "out of memory" in error_of(r)["message"]
     assert served.client.post("/predictions/m", json={}).status_code == 200
+
+
+ECHO_ROWS = """
+def handle(data, context):
+    if data is None:
+        return None
+    return [{"rows": len(data), "body": row.get("body")} for row in data]
+"""
+
+
+def test_a_json_list_is_rows_by_default_and_one_body_with_list_body_whole(serve_handler):
+    batch = [{"a": 1}, {"a": 2}]
+    rows = serve_handler(ECHO_ROWS)
+    split = rows.client.post("/predictions/m", json=batch)
+    assert [r["body"] for r in split.get_json()] == batch  # one row each, answered as an array
+    whole = serve_handler(ECHO_ROWS, env={"MKSERVE_LIST_BODY": "whole"})
+    for path in ("/predictions/m", "/predictions/m?x=1"):  # the fast path and Flask's
+        answer = whole.client.post(path, json=batch)
+        assert answer.status_code == 200 and answer.get_json()["body"] == batch, answer.data
+        assert answer.get_json()["rows"] == 1
+    # From the model's config too (listBody in model-config.yaml), as for TorchServe keys.
+    configured = serve_handler(ECHO_ROWS, files={"model-config.yaml": "listBody: whole\n"})
+    assert configured.service.settings.list_body == "whole"
+    assert configured.client.post("/predictions/m", json=batch).get_json()["body"] == batch

@@ -469,3 +469,25 @@ def test_builtin_postprocess_shapes() -> None:
 
     masks = ImageSegmenter().postprocess({"out": torch.zeros(1, 3, 2, 2)})
     assert torch.tensor(masks).shape == (1, 2, 2, 2)
+
+
+def test_integer_json_reaches_a_float_model_as_floats(tmp_path: Path) -> None:
+    """[1, 2, 3] to a float model: the base handler casts when the model refuses integers
+    (a token-id model gets its integers untouched)."""
+    model = Linear3().eval()
+    torch.jit.script(model).save(str(tmp_path / "model.pt"))
+    handler = BaseHandler()
+    context = make_context(tmp_path, serializedFile="model.pt")
+    handler.initialize(context)
+    out = handler.handle([{"body": [1, 2, 3]}, {"body": [4, 5, 6]}], context)
+    for got, want in zip(out, expected(model), strict=True):
+        assert got == pytest.approx(want)
+
+    embed = torch.nn.Embedding(10, 2).eval()
+    torch.jit.script(embed).save(str(tmp_path / "embed.pt"))
+    handler = BaseHandler()
+    context = make_context(tmp_path, serializedFile="embed.pt")
+    handler.initialize(context)
+    with torch.no_grad():
+        assert handler.handle([{"body": [1, 2, 3]}, {"body": [4, 5, 6]}], context) == \
+            embed(torch.tensor([[1, 2, 3], [4, 5, 6]])).tolist()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,9 @@ from mkserve.runtime.ts.torch_handler import _inputs, _loading
 from mkserve.runtime.ts.utils.util import load_label_mapping
 
 logger = logging.getLogger(__name__)
+# How torch says that an integer input met floating weights (matmul, conv, linear).
+_DTYPE_REFUSAL = re.compile(r"dtype|scalar type|expected .*Float|Long.*Float|Float.*Long",
+                            re.IGNORECASE)
 
 
 def setup_ort_session(model_pt_path: str, map_location: str) -> Any:
@@ -141,7 +145,15 @@ class BaseHandler:
         if isinstance(data, torch.Tensor):
             data = data.to(self._device())
         with torch.inference_mode(), self._autocast():
-            return self.model(data, *args, **kwargs)
+            try:
+                return self.model(data, *args, **kwargs)
+            except RuntimeError as exc:
+                # JSON integers ([1, 2, 3, 4]) make an integer tensor, which a float model
+                # refuses; token-id models want exactly that, so cast only on the refusal.
+                if not (isinstance(data, torch.Tensor) and not data.is_floating_point()
+                        and _DTYPE_REFUSAL.search(str(exc))):
+                    raise
+                return self.model(data.float(), *args, **kwargs)
 
     def postprocess(self, data: Any) -> list[Any]:
         """One JSON-able entry per row: tensor rows, or per-row tuples/dicts of tensors."""
