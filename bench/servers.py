@@ -164,8 +164,9 @@ class TorchServe(Server):
     label = "torchserve"
 
     def __init__(self, workdir: Path, model_name: str, body: bytes, archive: Path,
-                 workers: int, intra_op_threads: int) -> None:
+                 workers: int, intra_op_threads: int, properties: str = "") -> None:
         super().__init__(workdir, model_name, body)
+        self.properties = properties  # more config.properties lines (service_envelope=...)
         self.archive = archive
         self.workers = workers
         self.intra_op_threads = intra_op_threads
@@ -197,7 +198,7 @@ class TorchServe(Server):
             f"load_models={self.archive.name}\n"
             f"default_workers_per_model={self.workers}\n"
             "disable_token_authorization=true\n"
-            "install_py_dep_per_model=false\n")
+            "install_py_dep_per_model=false\n" + self.properties)
         env = dict(os.environ)
         # A private temp folder: TorchServe's pid file and its workers' sockets live there,
         # so this instance never collides with (or stops) another one on the machine.

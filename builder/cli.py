@@ -55,7 +55,8 @@ def version() -> None:
 def serve(
     source: Path = typer.Argument(..., help="A .mar, .tar.gz, unpacked archive or model folder."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8080, help="Port to listen on."),
+    port: int | None = typer.Option(
+        None, help="Port to listen on (default: 8080, or inference_address of --ts-config)."),
     workers: int | None = typer.Option(None, help="Worker processes (default: from CPUs/GPUs)."),
     threads: int | None = typer.Option(
         None, help="Threads per worker for routes other than plain predictions."),
@@ -71,21 +72,31 @@ def serve(
     precision: str | None = typer.Option(None, help="fp32, bf16 or fp16 (autocast)."),
     log_format: str | None = typer.Option(
         None, help="text or json (default: text in a terminal, json otherwise)."),
+    ts_config: Path | None = typer.Option(
+        None, "--ts-config", help="TorchServe config.properties to map (flags win over it)."),
 ) -> None:
     """Serve SOURCE on this machine with the same runtime the image runs (gunicorn + flask)."""
     from .serve import check_port_free, exec_runtime, serve_env
 
     source = model_source(str(source), _err)
-    check_port_free(host, port)
-    fmt = log_format or ("text" if sys.stderr.isatty() else "json")
-    env = serve_env(str(source), {
-        "host": host, "port": port, "workers": workers, "threads": threads,
-        "batch_size": batch_size, "max_batch_delay_ms": max_batch_delay,
-        "queue_size": queue_size, "response_timeout_s": response_timeout,
-        "max_request_bytes": max_request_size, "model_name": model_name, "device": device,
-        "precision": precision, "log_format": fmt,
-    })
-    exec_runtime(env)
+    mapped: dict[str, Any] = {}
+    if ts_config is not None:
+        from .tsconfig import read_ts_config
+
+        config = read_ts_config(ts_config, model_name, gpu=True)
+        mapped = dict(config.settings)
+        for note in config.notes:
+            _err(f"{ts_config}: {note}")
+    flags = {"host": host, "port": port, "workers": workers, "threads": threads,
+             "batch_size": batch_size, "max_batch_delay_ms": max_batch_delay,
+             "queue_size": queue_size, "response_timeout_s": response_timeout,
+             "max_request_bytes": max_request_size, "model_name": model_name,
+             "device": device, "precision": precision,
+             "log_format": log_format or ("text" if sys.stderr.isatty() else "json")}
+    settings = {**mapped, **{k: v for k, v in flags.items() if v is not None}}
+    settings.setdefault("port", 8080)
+    check_port_free(host, int(settings["port"]))
+    exec_runtime(serve_env(str(source), settings))
 
 
 def _err(line: str) -> None:

@@ -44,7 +44,6 @@ IGNORED: dict[str, str] = {
                                    "authentication in front of it (ingress, IAM)",
     "enable_token_authorization": "no token auth in the image; put authentication in front of it",
     "allowed_urls": "nothing in the image loads a model from a URL",
-    "model_snapshot": "no snapshots: the image is the snapshot",
     "workflow_store": "workflows are not supported; one image serves one model",
     "enable_envvars_config": "mkserve is always configured by environment variables (MKSERVE_*)",
     "metrics_mode": "metrics are always Prometheus text at /metrics",
@@ -152,6 +151,40 @@ def _model_entry(raw: str, model_name: str | None) -> tuple[dict[str, Any], list
     return chosen, notes
 
 
+def _with_snapshot(props: dict[str, str], origin: str, notes: list[str]) -> dict[str, str]:
+    """A model_snapshot's `models` (TorchServe writes one on every change) count as
+    `models`, which win when also given."""
+    snapshot = props.get("model_snapshot")
+    if snapshot is None:
+        return props
+    try:
+        taken = json.loads(snapshot)
+    except ValueError as exc:
+        raise UsageError(f"{origin}: model_snapshot is not valid JSON ({exc})") from exc
+    rest = {k: v for k, v in props.items() if k != "model_snapshot"}
+    if isinstance(taken, dict) and "models" in taken and "models" not in props:
+        rest["models"] = json.dumps(taken["models"])
+        notes.append("model_snapshot: using its models entry")
+    return rest
+
+
+def _gpus(raw: str, gpu: bool, settings: dict[str, Any], notes: list[str],
+          problems: list[str]) -> None:
+    try:
+        count = int(raw)
+    except ValueError:
+        problems.append(f"number_of_gpu={raw!r}: expected a whole number")
+        return
+    if count == 0:
+        settings["device"] = "cpu"
+    elif not gpu:
+        notes.append(f"number_of_gpu={count}: this is a CPU image (torch without CUDA); "
+                     "build with --gpu to serve on GPUs")
+    else:
+        notes.append("number_of_gpu: GPUs are used when the container is given them "
+                     "(--gpus, nvidia.com/gpu); the orchestrator decides how many")
+
+
 def map_properties(props: dict[str, str], model_name: str | None = None,
                    origin: str = "config.properties", gpu: bool = False) -> TsConfig:
     """Map parsed properties onto runtime settings; collect every bad value into one error."""
@@ -165,7 +198,8 @@ def map_properties(props: dict[str, str], model_name: str | None = None,
         except ValueError as exc:
             problems.append(f"{key}={raw!r}: {exc}")
 
-    # `models` last: per-model entries are more specific than the server-wide keys.
+    # Per-model entries come last: more specific than the server-wide keys.
+    props = _with_snapshot(props, origin, notes)
     for key, raw in sorted(props.items(), key=lambda item: item[0] == "models"):
         if key == "inference_address":
             port, more = _port(raw)
@@ -174,19 +208,7 @@ def map_properties(props: dict[str, str], model_name: str | None = None,
         elif key in MAPPED:
             put(MAPPED[key], key, raw)
         elif key == "number_of_gpu":
-            try:
-                count = int(raw)
-            except ValueError:
-                problems.append(f"number_of_gpu={raw!r}: expected a whole number")
-                continue
-            if count == 0:
-                settings["device"] = "cpu"
-            elif not gpu:
-                notes.append(f"number_of_gpu={count}: this is a CPU image (torch without CUDA); "
-                             "build with --gpu to serve on GPUs")
-            else:
-                notes.append("number_of_gpu: GPUs are used when the container is given them "
-                             "(--gpus, nvidia.com/gpu); the orchestrator decides how many")
+            _gpus(raw, gpu, settings, notes, problems)
         elif key == "models":
             entry, more = _model_entry(raw, model_name)
             notes.extend(more)

@@ -126,8 +126,26 @@ def resolve_entry(module: types.ModuleType, function: str | None) -> tuple[str, 
                        "keep one handler class per module or name a function as module:function")
 
 
-def load_handler(source: ModelSource, context: Any) -> Handle:
-    """Import and initialise the handler; returns handle(data, context)."""
+ENVELOPES = {
+    "body": "mkserve.runtime.ts.torch_handler.request_envelope.body.BodyEnvelope",
+    "json": "mkserve.runtime.ts.torch_handler.request_envelope.json.JSONEnvelope",
+    "kserve": "mkserve.runtime.ts.torch_handler.request_envelope.kserve.KServeEnvelope",
+    "kservev2": "mkserve.runtime.ts.torch_handler.request_envelope.kservev2.KServev2Envelope",
+}
+
+
+def load_handler(source: ModelSource, context: Any, envelope: str = "") -> Handle:
+    """Import and initialise the handler; returns handle(data, context), wrapped in
+    TorchServe's request envelope when one is named (MKSERVE_SERVICE_ENVELOPE)."""
+    handle = _load_handle(source, context)
+    if not envelope:
+        return handle
+    module_name, _, class_name = ENVELOPES[envelope].rpartition(".")
+    wrapper = getattr(importlib.import_module(module_name), class_name)(handle)
+    return wrapper.handle
+
+
+def _load_handle(source: ModelSource, context: Any) -> Handle:
     module, function = import_handler_module(source)
     kind, entry = resolve_entry(module, function)
     if kind == "function":

@@ -98,6 +98,8 @@ def _v1_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
 
     def v1_answer(model: str, key: str, extra: dict[str, str] | None = None) -> Response:
         _check_model(service, model)
+        if service.settings.service_envelope:
+            return _enveloped(predict, extra)
         instances = _instances(parse_json(request.get_data(cache=False)))
         outcomes = predict([{"body": instance} for instance in instances], extra)
         _raise_first_error(outcomes, "instance")
@@ -149,6 +151,8 @@ def _v2_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
     def v2_answer(model: str, version: str | None, extra: dict[str, str] | None = None,
                   ) -> Response:
         _check_model(service, model, version)
+        if service.settings.service_envelope:
+            return _enveloped(predict, extra)
         if "Inference-Header-Content-Length" in request.headers:
             raise BadRequest("the binary tensor data extension is not supported; send the "
                              "tensors as JSON \"data\"")
@@ -163,6 +167,16 @@ def _v2_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
         return _json({"model_name": name, "model_version": service.model_version,
                       "id": infer.id if infer.id is not None else g.request_id,
                       "outputs": outputs})
+
+
+def _enveloped(predict: Predict, extra: dict[str, str] | None) -> Response:
+    """With a TorchServe envelope (MKSERVE_SERVICE_ENVELOPE), as TorchServe serves these
+    routes: the whole body is one request for the handler, whose envelope unpacks it and
+    shapes the answer."""
+    body = parse_json(request.get_data(cache=False))
+    [outcome] = predict([{"body": body}], extra)
+    _raise_first_error([outcome], "request")
+    return _json(outcome.value)
 
 
 def _json(body: Any, status: int = 200) -> Response:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .settings import RuntimeSettings
+
 
 class MetricsSink(Protocol):
     def request_started(self) -> None: ...
@@ -30,6 +32,7 @@ class ServedModel(Protocol):
     model_name: str
     model_version: str
     reason: str
+    settings: RuntimeSettings
 
     @property
     def ready(self) -> bool: ...

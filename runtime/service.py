@@ -199,7 +199,8 @@ class ModelService:
                 model_yaml_config=self.source.model_config)
             self._context.system_properties["precision"] = self.settings.precision
             set_jit_optimize(self.settings.jit_optimize, self.gpu_id)
-            self._handle = load_handler(self.source, self._context)
+            self._handle = load_handler(self.source, self._context,
+                                        self.settings.service_envelope)
             self._warmup()
             # What loading freed goes back now, not at the first idle second after
             # traffic: an --optimize'd transformer left ~400 MB per worker behind.

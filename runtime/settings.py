@@ -165,6 +165,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jit_optimize", "MKSERVE_JIT_OPTIMIZE", _choice("auto", "on", "off"), "auto",
             "TorchScript graph optimisation in the model thread: auto = on with a GPU "
             "(kernel fusion), off on CPU (no fusion there; saves memory)."),
+    Setting("service_envelope", "MKSERVE_SERVICE_ENVELOPE",
+            _choice("", "body", "json", "kserve", "kservev2"), "",
+            "TorchServe's request envelope around the handler: kserve (V1 instances), "
+            "kservev2 (Open Inference Protocol), json, body; empty = none.",
+            ts_property="service_envelope"),
     Setting("list_body", "MKSERVE_LIST_BODY", _choice("rows", "whole"), "rows",
             "A JSON array of objects as a request body: rows (each object one row for the "
             "handler, answered as an array) or whole (one body, as TorchServe hands it).",
@@ -212,6 +217,7 @@ class RuntimeSettings:
     load_failure_grace_s: float = 2.0
     precision: str = "fp32"
     jit_optimize: str = "auto"
+    service_envelope: str = ""
     list_body: str = "rows"
     warmup_file: str = ""
     max_archive_bytes: int = 20 * 1024**3

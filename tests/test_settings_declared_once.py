@@ -42,8 +42,9 @@ def options(command: str) -> set[str]:
 def test_every_declared_flag_is_an_option_and_the_shared_options_are_declared() -> None:
     flags = {s.flag for s in SETTINGS if s.flag}
     assert flags <= options("serve"), "serve sets every setting that has a flag"
-    # What build and serve both take is a setting (build bakes it, serve passes it on).
-    assert options("build") & options("serve") - {"--name", "--env"} <= flags
+    # What build and serve both take is a setting (build bakes it, serve passes it on);
+    # --ts-config is a file of them.
+    assert options("build") & options("serve") - {"--name", "--env", "--ts-config"} <= flags
     assert spec.FLAGS == {s.name: s.flag for s in SETTINGS if s.flag}
 
 
@@ -66,7 +67,7 @@ def test_config_properties_keys_are_the_settings_declared_keys() -> None:
     # declared once, and none is also listed as ignored.
     assert set(tsconfig.MAPPED) == {"batch_size", "max_batch_delay", "default_workers_per_model",
                                     "job_queue_size", "default_response_timeout",
-                                    "max_request_size"}
+                                    "max_request_size", "service_envelope"}
     assert set(tsconfig.MODEL_KEYS) == {"batchSize", "maxBatchDelay", "responseTimeout",
                                         "minWorkers"}
     assert not set(tsconfig.MAPPED) & set(tsconfig.IGNORED)

@@ -26,6 +26,8 @@ class Case:
     handler: str
     calls: tuple[Call, ...]
     config: str | None = None
+    # config.properties lines both servers get (mkserve serve --ts-config)
+    properties: str = ""
 
 
 STREAMING = '''
@@ -114,6 +116,24 @@ class Handler(BaseHandler):
 
 JSON = {"Content-Type": "application/json"}
 
+# Echoes what reached it: under an envelope, the unpacked instances or tensors.
+ENVELOPED = '''
+def handle(data, context):
+    if data is None:
+        return None
+    out = []
+    for row in data:
+        if isinstance(row, dict) and "datatype" in row:  # a V2 tensor: double its values
+            values = row["data"]
+            flat = [v for r in values for v in (r if isinstance(r, list) else [r])]
+            out.append([v * 2 for v in flat])
+        else:
+            out.append({"row": row})
+    return out
+'''
+V2_BODY = (b'{"id": "r-1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", '
+           b'"data": [1, 2, 3, 4]}]}')
+
 CASES = (
     Case("streaming", STREAMING, (Call("/predictions/{name}", b'"hi"',
                                        {"Content-Type": "application/json"}),)),
@@ -135,4 +155,12 @@ CASES = (
         Call("/models/{name}/1.0", method="GET", management=True),
         Call("/models/nope", method="GET", management=True),
     )),
+    Case("kserve", ENVELOPED, (
+        Call("/v1/models/{name}:predict",
+             b'{"instances": [{"data": [1, 2]}, {"data": [3]}]}', JSON),
+        Call("/predictions/{name}", b'{"instances": [{"data": "a"}]}', JSON),
+    ), properties="service_envelope=kserve\n"),
+    Case("kservev2", ENVELOPED, (
+        Call("/v2/models/{name}/infer", V2_BODY, JSON),
+    ), properties="service_envelope=kservev2\n"),
 )

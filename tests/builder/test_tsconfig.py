@@ -1,6 +1,7 @@
 """--ts-config: the guide's config.properties, and the .properties format itself."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -126,3 +127,16 @@ def test_properties_syntax() -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read"):
         read_ts_config(tmp_path / "missing.properties")
+
+
+def test_service_envelope_and_model_snapshot() -> None:
+    snapshot = json.dumps({"name": "20261207.cfg", "modelCount": 1, "models": {
+        "classifier": {"1.0": {"defaultVersion": True, "marName": "classifier.mar",
+                               "minWorkers": 2, "batchSize": 8, "maxBatchDelay": 20}}}})
+    config = map_properties({"service_envelope": "kserve", "model_snapshot": snapshot},
+                            "classifier")
+    assert config.settings == {"service_envelope": "kserve", "workers": 2, "batch_size": 8,
+                               "max_batch_delay_ms": 20.0}
+    assert any("model_snapshot" in n for n in config.notes)
+    with pytest.raises(UsageError, match="service_envelope"):
+        map_properties({"service_envelope": "xml"})

@@ -77,8 +77,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
         if case.name not in started:
             archive = archive_handler(case.handler, work / "store", case.name,
                                       config=case.config)
-            # One worker, as TorchServe was recorded with.
-            started[case.name] = Server(archive, work, args=("--workers", "1")).wait_ready()
+            # One worker, as TorchServe was recorded with, and the same config.properties.
+            args: tuple[str, ...] = ("--workers", "1")
+            if case.properties:
+                properties = work / f"{case.name}.properties"
+                properties.write_text(case.properties)
+                args += ("--ts-config", str(properties))
+            started[case.name] = Server(archive, work, args=args).wait_ready()
         return started[case.name]
 
     yield serve

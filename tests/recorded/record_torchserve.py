@@ -51,7 +51,7 @@ def main(names: list[str]) -> int:
         work = Path(tempfile.mkdtemp(prefix=f"record-{case.name}-"))
         archive = archive_handler(case.handler, work / "store", case.name, config=case.config)
         first = case.calls[0]
-        server = TorchServe(work, case.name, first.body, archive, 1, 0)
+        server = TorchServe(work, case.name, first.body, archive, 1, 0, case.properties)
         server.start()
         try:
             answers[case.name] = [send(server.management_port if call.management
