@@ -157,6 +157,11 @@ def plan_workers(requested_workers: int, requested_threads: int, requested_intra
     return WorkerPlan(workers, threads, intra, gpus if use_gpu else 0)
 
 
-def gpu_for_worker(slot: int, gpus: int) -> int | None:
-    """Worker slot i uses GPU i mod n; None on CPU."""
-    return slot % gpus if gpus > 0 else None
+def gpu_for_worker(slot: int, gpus: int, device_ids: Any = None) -> int | None:
+    """Worker slot i uses GPU i mod n, or model-config.yaml's `deviceIds` in turn (the
+    ones this host has); None on CPU."""
+    if gpus <= 0:
+        return None
+    chosen = [int(d) for d in device_ids if 0 <= int(d) < gpus] if isinstance(
+        device_ids, list) else []
+    return chosen[slot % len(chosen)] if chosen else slot % gpus

@@ -29,7 +29,7 @@ from .devices import WorkerPlan, cpu_cores, gpu_count, gpu_for_worker, plan_work
 from .http.balancer import connection_table
 from .logs import JsonFormatter, logging_config
 from .memory import tune_allocator
-from .settings import RuntimeSettings, SettingsError, resolve
+from .settings import RuntimeSettings, SettingsError, resolve, unhonoured
 from .settings import read as read_setting
 from .source import ModelSource, SourceError, open_source
 
@@ -270,7 +270,8 @@ class Runtime(BaseApplication):
         from .metrics import Metrics
         from .service import ModelService
 
-        gpu_id = gpu_for_worker(self._slot, self.plan.gpus)
+        gpu_id = gpu_for_worker(self._slot, self.plan.gpus,
+                                self.source.model_config.get("deviceIds"))
         name = self.settings.model_name or self.source.name
         metrics = Metrics(name, self.source.version)
         self.service = ModelService(self.source, self.settings, gpu_id, metrics,
@@ -375,6 +376,8 @@ def prepare(env: dict[str, str] | None = None) -> tuple[RuntimeSettings, ModelSo
         log.warning(warning)
     for note in source.notes:
         log.info(note)
+    for line in unhonoured(source.model_config):
+        log.warning(line)
     settings = settings.replace(model_name=settings.model_name or source.name)
     plan = plan_workers(settings.workers, settings.threads, settings.intra_op_threads,
                         settings.batch_size, settings.device, cpu_cores(),

@@ -182,6 +182,36 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
+# TorchServe model-config.yaml keys that mkserve reads besides the settings' own:
+# maxWorkers (bounds the workers), deviceIds (which GPUs), pt2 (torch.compile, AOTInductor),
+# handler (the handler's own section; handler.profile times it).
+MODEL_CONFIG_READ = frozenset({"maxWorkers", "deviceIds", "pt2", "handler"})
+# TorchServe's frontend keys with no effect in a one-model container, each with the reason;
+# logged once at start. Keys of the handler's own are not TorchServe's: never reported.
+MODEL_CONFIG_IGNORED: dict[str, str] = {
+    "parallelType": "no model parallelism across processes (torchrun); each worker holds "
+                    "the whole model",
+    "parallelLevel": "no model parallelism across processes (torchrun)",
+    "torchrun": "workers are gunicorn processes, not torchrun ranks",
+    "useJobTicket": "a full queue is answered at once with 503 and Retry-After",
+    "maxRetryTimeoutInSec": "gunicorn restarts a worker that dies, at once",
+    "clientTimeoutInMills": "a request's deadline is responseTimeout (MKSERVE_RESPONSE_TIMEOUT)",
+    "continuousBatching": "batches are formed per model call (micro-batching), not per "
+                          "generated token",
+    "stateful": "no stateful sequences: every request stands alone",
+    "sequenceMaxIdleMSec": "no stateful sequences",
+    "sequenceTimeoutMSec": "no stateful sequences",
+    "maxSequenceJobQueueSize": "no stateful sequences",
+    "maxNumSequence": "no stateful sequences",
+    "useVenv": "requirements are installed into the image when it is built",
+}
+
+
+def unhonoured(model_config: Mapping[str, Any]) -> list[str]:
+    """One line per TorchServe key of the model config that mkserve does not act on."""
+    return [f"model-config {key}: ignored: {MODEL_CONFIG_IGNORED[key]}"
+            for key in model_config if key in MODEL_CONFIG_IGNORED]
+
 # Variables of the tools around the runtime, not settings of a served model.
 DEBUG_VARIABLE = "MKSERVE_DEBUG"  # the CLI shows tracebacks
 BENCH_TRIVIAL_VARIABLE = "MKSERVE_BENCH_TRIVIAL"  # the benchmark's trivial endpoint: flask|fast

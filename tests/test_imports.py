@@ -106,3 +106,16 @@ def test_the_benchmark_stands_on_its_own() -> None:
     for path in (ROOT / "bench").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert '"tests"' not in text and "from archives" not in text, path
+
+
+def test_every_package_folder_is_in_the_wheel() -> None:
+    """pyproject.toml lists the packages by name: a new folder left out would be missing from
+    the wheel and the image, while an editable install still finds it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {"mkserve." + ".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("runtime", "builder", "bench", "templates")
+             for init in (ROOT / top).rglob("__init__.py")}
+    assert found - listed == set()

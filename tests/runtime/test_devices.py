@@ -72,3 +72,11 @@ def test_plan_gpu_one_worker_per_gpu_and_round_robin():
 def test_plan_honours_explicit_and_model_config_hints():
     assert plan_workers(3, 4, 2, 8, "auto", 2, 0).workers == 3
     assert plan_workers(0, 0, 0, 8, "auto", 8, 0, min_workers=1, max_workers=1).workers == 1
+
+
+def test_device_ids_of_the_model_config_choose_the_gpus_in_turn():
+    assert [gpu_for_worker(i, 4, [2, 3]) for i in range(4)] == [2, 3, 2, 3]
+    # Ids this host lacks are skipped; none usable falls back to every GPU.
+    assert [gpu_for_worker(i, 2, [1, 7]) for i in range(2)] == [1, 1]
+    assert [gpu_for_worker(i, 2, [9]) for i in range(2)] == [0, 1]
+    assert gpu_for_worker(0, 0, [0]) is None

@@ -227,12 +227,7 @@ def test_legacy_metrics_store_and_yaml_cache(tmp_path: Path) -> None:
     assert got == [("Hits", "counter", 2.0, "count", {"ModelName": "m"})]
 
 
-def test_base_handler_get_device_and_onnx_session_needs_onnxruntime(tmp_path: Path) -> None:
-    from mkserve.runtime.ts.torch_handler.base_handler import BaseHandler, setup_ort_session
+def test_base_handler_get_device() -> None:
+    from mkserve.runtime.ts.torch_handler.base_handler import BaseHandler
 
     assert BaseHandler().get_device() == torch.device("cpu")
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        with pytest.raises(RuntimeError, match="onnxruntime"):
-            setup_ort_session(str(tmp_path / "m.onnx"), "cpu")

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -491,3 +492,101 @@ def test_integer_json_reaches_a_float_model_as_floats(tmp_path: Path) -> None:
     with torch.no_grad():
         assert handler.handle([{"body": [1, 2, 3]}, {"body": [4, 5, 6]}], context) == \
             embed(torch.tensor([[1, 2, 3], [4, 5, 6]])).tolist()
+
+
+def config_context(model_dir: Path, serialized: str, config: dict[str, Any]) -> Context:
+    manifest = {"runtime": "python", "model": {"modelName": "m", "handler": "base_handler",
+                                               "serializedFile": serialized}}
+    context = Context("m", str(model_dir), manifest, batch_size=4, gpu=None,
+                      mms_version="0.1.0", model_yaml_config=config)
+    context._begin_batch([RequestInfo(f"r{i}", {}) for i in range(len(X))])
+    return context
+
+
+def served_rows(handler: BaseHandler, context: Context) -> list[list[float]]:
+    return handler.handle(rows(X), context)
+
+
+EAGER_MODEL = """
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+def eager_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> torch.nn.Module:
+    """model.py and a state dict: what TorchServe's pt2 compile is for (not TorchScript)."""
+    (tmp_path / "model.py").write_text(EAGER_MODEL)
+    reference = Linear3()
+    torch.save(reference.state_dict(), tmp_path / "weights.pth")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "model", raising=False)
+    return reference
+
+
+@pytest.mark.parametrize("pt2", [{"compile": {"enable": True, "backend": "eager"}}, "eager",
+                                 {"backend": "eager"}])
+def test_pt2_compile_in_the_model_config_compiles_the_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pt2: Any) -> None:
+    model = eager_model(tmp_path, monkeypatch)
+    handler = BaseHandler()
+    context = config_context(tmp_path, "weights.pth", {"pt2": pt2})
+    context.manifest["model"]["modelFile"] = "model.py"
+    handler.initialize(context)
+    assert type(handler.model).__name__ == "OptimizedModule"
+    assert_close(served_rows(handler, context), expected(model))
+
+
+def test_pt2_compile_disabled_or_unknown_backend_serves_uncompiled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eager_model(tmp_path, monkeypatch)
+    for pt2 in ({"compile": {"enable": False, "backend": "eager"}}, {"backend": "warp"}):
+        handler = BaseHandler()
+        context = config_context(tmp_path, "weights.pth", {"pt2": pt2})
+        context.manifest["model"]["modelFile"] = "model.py"
+        handler.initialize(context)
+        assert type(handler.model).__name__ == "Net"
+
+
+def test_onnx_serialized_file_is_served_through_onnxruntime(tmp_path: Path) -> None:
+    model = Linear3().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(1, 3),), str(tmp_path / "model.onnx"),
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    handler = BaseHandler()
+    context = config_context(tmp_path, "model.onnx", {})
+    handler.initialize(context)
+    assert_close(served_rows(handler, context), expected(model))
+
+
+def test_aotinductor_so_from_the_model_config_export(tmp_path: Path) -> None:
+    """TorchServe's `pt2: {export: {aot_compile: true}}` with a .so serializedFile."""
+    from torch._export import aot_compile
+
+    model = Linear3().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        aot_compile(model, (torch.randn(2, 3),), dynamic_shapes=None,
+                    options={"aot_inductor.output_path": str(tmp_path / "model.so")})
+    handler = BaseHandler()
+    context = config_context(tmp_path, "model.so", {"pt2": {"export": {"aot_compile": True}}})
+    handler.initialize(context)
+    assert handler._use_torch_export_aot_compile()
+    assert_close(served_rows(handler, context), expected(model))
+
+
+def test_unhonoured_model_config_keys_are_named_with_the_reason() -> None:
+    from mkserve.runtime.settings import unhonoured
+
+    lines = unhonoured({"batchSize": 4, "parallelType": "pp", "useVenv": True,
+                        "my_handler_key": 1, "pt2": "eager", "deviceIds": [0]})
+    assert len(lines) == 2 and "parallelType: ignored: no model parallelism" in lines[0]
+    assert "useVenv" in lines[1]

@@ -132,6 +132,99 @@ def _not_torchscript_message(path: str) -> str:
             f"or model.state_dict() together with --model-file")
 
 
+def load_aot_so(path: str, device: torch.device) -> Any:
+    """An AOTInductor shared library (torch._export.aot_compile, TorchServe's
+    `pt2: {export: {aot_compile: true}}`), runnable on `device`."""
+    try:
+        from torch._export import aot_load
+    except ImportError as exc:
+        raise RuntimeError(f"{os.path.basename(path)} is an AOTInductor library and this "
+                           "torch cannot load one (torch._export.aot_load)") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # aot_load is deprecated for .pt2 packages
+        return aot_load(path, str(device))
+
+
+def setup_ort_session(model_pt_path: str, map_location: str) -> Any:
+    """An onnxruntime InferenceSession for the model file, on CUDA when `map_location`
+    is a GPU and onnxruntime has the CUDA provider (the image needs onnxruntime:
+    `mkserve build -r requirements.txt` with it listed)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise RuntimeError(f"{os.path.basename(model_pt_path)} is an ONNX model and "
+                           "onnxruntime is not installed: add onnxruntime to the archive's "
+                           "requirements") from exc
+    providers = ["CPUExecutionProvider"]
+    if str(map_location).startswith("cuda") and \
+            "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    options = ort.SessionOptions()
+    return ort.InferenceSession(model_pt_path, sess_options=options, providers=providers)
+
+
+def compile_options(config: dict[str, Any]) -> dict[str, Any] | None:
+    """torch.compile's options from model-config.yaml's `pt2`, as TorchServe 0.12 reads it:
+    `pt2: {compile: {enable: true, backend: ..., mode: ...}}`, or the older `pt2: inductor`
+    / `pt2: {backend: ...}`; None when nothing is to be compiled."""
+    value = config.get("pt2")
+    if value is None or (isinstance(value, dict) and "export" in value):
+        return None
+    if isinstance(value, str):
+        return {"backend": value}
+    if not isinstance(value, dict):
+        raise ValueError(  # noqa: TRY004 - a bad config value, reported as such
+            "pt2 in model-config.yaml must be a backend name or a mapping")
+    if "compile" in value:
+        options = dict(value["compile"] or {})
+        return options if options.pop("enable", False) is True else None
+    return dict(value)
+
+
+def compile_model(model: Any, options: dict[str, Any]) -> Any:
+    """torch.compile(model, **options); on failure the model as it was (TorchServe's way),
+    with the reason in the log."""
+    from mkserve.runtime.ts.utils.util import check_valid_pt2_backend
+
+    backend = options.get("backend")
+    if backend is not None and not check_valid_pt2_backend(str(backend)):
+        logger.warning("pt2: backend %r is unknown here; serving the model uncompiled", backend)
+        return model
+    try:
+        compiled = torch.compile(model, **options)
+    except Exception as exc:  # noqa: BLE001 - serving uncompiled beats not serving
+        logger.warning("pt2: torch.compile(%s) failed (%s); serving the model uncompiled",
+                       options, exc)
+        return model
+    logger.info("pt2: compiled the model with torch.compile(%s)", options)
+    return compiled
+
+
+def onnx_session(path: str, device: torch.device) -> Any:
+    """An onnxruntime session for an ONNX serializedFile, called like a model."""
+    return OnnxModel(setup_ort_session(path, device.type))
+
+
+class OnnxModel:
+    """An onnxruntime session called like a module: tensors in, a tensor (or a tuple) out."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    def __call__(self, *inputs: Any) -> Any:
+        feeds = {name: (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+                 for name, x in zip(self.input_names, inputs, strict=False)}
+        outputs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def to(self, device: Any) -> OnnxModel:
+        return self
+
+    def eval(self) -> OnnxModel:
+        return self
+
+
 def load_pt2(path: str, device: torch.device) -> Any:
     """A torch.export program (.module()) or an AOTInductor package, placed on device."""
     if any("/data/aotinductor/" in n for n in _zip_names(path)):

@@ -12,30 +12,14 @@ from typing import Any
 import torch
 from mkserve.runtime.precision import autocast
 from mkserve.runtime.ts.torch_handler import _inputs, _loading
+from mkserve.runtime.ts.torch_handler._loading import setup_ort_session
 from mkserve.runtime.ts.utils.util import load_label_mapping
 
 logger = logging.getLogger(__name__)
+__all__ = ["BaseHandler", "setup_ort_session"]
 # How torch says that an integer input met floating weights (matmul, conv, linear).
 _DTYPE_REFUSAL = re.compile(r"dtype|scalar type|expected .*Float|Long.*Float|Float.*Long",
                             re.IGNORECASE)
-
-
-def setup_ort_session(model_pt_path: str, map_location: str) -> Any:
-    """An onnxruntime InferenceSession for the model file, on CUDA when `map_location`
-    is a GPU and onnxruntime has the CUDA provider (the image needs onnxruntime:
-    `mkserve build -r requirements.txt` with it listed)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise RuntimeError(f"{os.path.basename(model_pt_path)} is an ONNX model and "
-                           "onnxruntime is not installed: add onnxruntime to the archive's "
-                           "requirements") from exc
-    providers = ["CPUExecutionProvider"]
-    if str(map_location).startswith("cuda") and \
-            "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    options = ort.SessionOptions()
-    return ort.InferenceSession(model_pt_path, sess_options=options, providers=providers)
 
 
 def _same_batch(items: Sequence[Any]) -> bool:
@@ -96,15 +80,28 @@ class BaseHandler:
         elif self.model_pt_path.endswith(".pt2"):
             self.model = _loading.load_pt2(self.model_pt_path, self.device)
         elif self.model_pt_path.endswith(".onnx"):
-            raise RuntimeError(
-                f"{serialized} is an ONNX model; mkserve's base handler serves TorchScript, "
-                f".pt2 and eager models. Use a custom handler that runs onnxruntime.")
+            self.model = _loading.onnx_session(self.model_pt_path, self.device)
+        elif self.model_pt_path.endswith(".so"):
+            self.model = self._load_torch_export_aot_compile(self.model_pt_path)
         else:
             self.model = self._load_torchscript_model(self.model_pt_path).to(self.device).eval()
+        options = _loading.compile_options(self.model_yaml_config)
+        if options is not None:
+            self.model = _loading.compile_model(self.model, options)
 
         self.mapping = load_label_mapping(os.path.join(model_dir, "index_to_name.json"))
         self.initialized = True
         logger.info("model %s loaded on %s", serialized or model_file, self.device)
+
+    def _load_torch_export_aot_compile(self, model_so_path: str) -> Any:
+        """Load an AOTInductor .so (TorchServe's `pt2: {export: {aot_compile: true}}`)."""
+        return _loading.load_aot_so(model_so_path, self._device())
+
+    def _use_torch_export_aot_compile(self) -> bool:
+        export = (self.model_yaml_config.get("pt2") or {}) if isinstance(
+            self.model_yaml_config.get("pt2"), dict) else {}
+        value = export.get("export")
+        return isinstance(value, dict) and value.get("aot_compile") is True
 
     def _load_torchscript_model(self, model_pt_path: str) -> torch.nn.Module:
         """Load a TorchScript file onto self.device (kept for handlers that call it)."""
