@@ -124,11 +124,12 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
     @app.post(routes.PREDICTIONS + "/<model>/<version>")
     def predictions(model: str, version: str | None = None) -> Response:
         if model != model_name:
-            raise NotFound(f"model {model!r} is not served here; this server serves "
-                           f"{model_name!r} at /predictions/{model_name}")
+            # TorchServe's words first: clients match on them.
+            raise NotFound(f"Model not found: {model}; this server serves {model_name!r} "
+                           f"at /predictions/{model_name}")
         if version is not None and version != service.model_version:
-            raise NotFound(f"version {version!r} of {model_name} is not served here; "
-                           f"this server serves version {service.model_version}")
+            raise NotFound(f"Model version not found: {model} {version}; this server "
+                           f"serves version {service.model_version}")
         return _answer()
 
     def _answer(extra_headers: dict[str, str] | None = None) -> Response:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import socket
 import threading
 from typing import Any
 
@@ -20,6 +22,70 @@ LATENCY_MS_BUCKETS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10
                       60000, 120000)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _NAME_RE = re.compile(r"[^a-zA-Z0-9_:]")
+
+
+HOSTNAME = socket.gethostname()
+
+
+class HostCollector:
+    """TorchServe's host series, read when /metrics is scraped: CPU (since the previous
+    scrape by this process), memory (/proc/meminfo) and the root disk."""
+
+    def __init__(self) -> None:
+        self._cpu: tuple[int, int] | None = None
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        labels = {"Level": "Host", "Hostname": HOSTNAME}
+        for name, unit, value in self.figures():
+            family = GaugeMetricFamily(name, f"Host {name} ({unit}), as TorchServe reports it",
+                                       labels=list(labels))
+            family.add_metric(list(labels.values()), value)
+            yield family
+
+    def figures(self) -> list[tuple[str, str, float]]:
+        out = []
+        cpu = self._cpu_percent()
+        if cpu is not None:
+            out.append(("CPUUtilization", "Percent", cpu))
+        mem = _meminfo()
+        if mem:
+            total, available = mem.get("MemTotal", 0), mem.get("MemAvailable", 0)
+            out += [("MemoryUsed", "Megabytes", (total - available) / 1024),
+                    ("MemoryAvailable", "Megabytes", available / 1024),
+                    ("MemoryUtilization", "Percent",
+                     100.0 * (total - available) / total if total else 0.0)]
+        disk = shutil.disk_usage("/")
+        out += [("DiskUsage", "Gigabytes", disk.used / 1024**3),
+                ("DiskUtilization", "Percent", 100.0 * disk.used / disk.total),
+                ("DiskAvailable", "Gigabytes", disk.free / 1024**3)]
+        return out
+
+    def _cpu_percent(self) -> float | None:
+        try:
+            with open("/proc/stat") as handle:
+                fields = [int(v) for v in handle.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle, total = fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
+        before, self._cpu = self._cpu, (idle, total)
+        if before is None or total == before[1]:
+            before = (0, 0)
+        busy = (total - before[1]) - (idle - before[0])
+        return max(0.0, 100.0 * busy / max(1, total - before[1]))
+
+
+def _meminfo() -> dict[str, int]:
+    try:
+        with open("/proc/meminfo") as handle:
+            return {line.split(":")[0]: int(line.split()[1]) for line in handle
+                    if line.split()[1:2] and line.split()[1].isdigit()}
+    except (OSError, ValueError):
+        return {}
+
+
+_HOST = HostCollector()
 
 
 class AggregateRegistry(CollectorRegistry):
@@ -35,6 +101,7 @@ class AggregateRegistry(CollectorRegistry):
 
         super().__init__()
         MultiProcessCollector(self)
+        self.register(_HOST)
 
     def restricted_registry(self, names: Any) -> _Restricted:  # type: ignore[override]
         return _Restricted(self, set(names))
@@ -120,6 +187,36 @@ class Metrics:
         self.gpu_memory.set(0)
         self._custom: dict[str, Any] = {}
         self._custom_lock = threading.Lock()
+        self._torchserve_series(model_name, model_version, reg)
+
+    def _torchserve_series(self, model_name: str, model_version: str,
+                           reg: CollectorRegistry | None) -> None:
+        """TorchServe's default series (its metrics.yaml, metrics_mode=prometheus), with its
+        names and labels. Its counters are gauges summed over workers here, so that the
+        names carry no `_total` suffix, as TorchServe's do. The host figures (CPU, memory,
+        disk) are read at scrape time (HostCollector)."""
+        host = {"Level": "Host", "Hostname": HOSTNAME}
+        self.requests_by_class = {
+            c: Gauge(f"Requests{c}XX", f"Requests answered with a {c}xx status (TorchServe)",
+                     ("Level", "Hostname"), multiprocess_mode="sum", registry=reg,
+                     ).labels(**host) for c in "245"}
+        self.queue_time = Gauge("QueueTime", "Time the last batch's rows waited (ms)",
+                                ("Level", "Hostname"), multiprocess_mode="livemostrecent",
+                                registry=reg).labels(**host)
+        self.worker_thread_time = Gauge(
+            "WorkerThreadTime", "Time of the last prediction spent in the server outside the "
+            "queue and the model (ms)", ("Level", "Hostname"),
+            multiprocess_mode="livemostrecent", registry=reg).labels(**host)
+        self.worker_load_time = Gauge(
+            "WorkerLoadTime", "Time the worker took to load the model (ms)",
+            ("WorkerName", "Level", "Hostname"), multiprocess_mode="livemostrecent",
+            registry=reg).labels(WorkerName=f"W-{os.getpid()}-{model_name}_{model_version}",
+                                 **host)
+        self.prediction_time = Gauge(
+            "PredictionTime", "Time the model took for the last batch (ms)",
+            ("ModelName", "Level", "Hostname"), multiprocess_mode="livemostrecent",
+            registry=reg).labels(ModelName=model_name, Level="Model", Hostname=HOSTNAME)
+        self._last_queue_ms = self._last_prediction_ms = 0.0
 
     # -- request threads --------------------------------------------------
     def request_started(self) -> None:
@@ -135,6 +232,8 @@ class Metrics:
             child = self._responses[status] = self.responses.labels(status=str(status),
                                                                      **self.labels)
         child.inc()
+        self.worker_thread_time.set(max(0.0, elapsed_ms - self._last_queue_ms
+                                        - self._last_prediction_ms))
 
     def http_request(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         """One answered HTTP request, as prometheus-flask-exporter's defaults record it."""
@@ -146,6 +245,9 @@ class Metrics:
                 self.http_total.labels(method=method, status=str(status)))
         children[0].observe(seconds)
         children[1].inc()
+        by_class = self.requests_by_class.get(str(status)[0])
+        if by_class is not None:
+            by_class.inc()
 
     def shed(self) -> None:
         self.shed_total.inc()
@@ -153,6 +255,7 @@ class Metrics:
     # -- model thread -----------------------------------------------------
     def model_loaded(self, seconds: float) -> None:
         self.load_seconds.set(seconds)
+        self.worker_load_time.set(seconds * 1000.0)
         self.workers.set(1)
 
     def worker_stopped(self) -> None:
@@ -163,9 +266,14 @@ class Metrics:
         for waited in queue_ms:
             self.queue_ms.observe(waited)
         self.queue_us.inc(sum(queue_ms) * 1000.0)
+        if queue_ms:
+            self._last_queue_ms = sum(queue_ms) / len(queue_ms)
+            self.queue_time.set(self._last_queue_ms)
 
     def inference(self, size: int, elapsed_ms: float, depth: int = 0) -> None:
         self.queue_depth.set(depth)
+        self._last_prediction_ms = elapsed_ms
+        self.prediction_time.set(elapsed_ms)
 
     def gpu_memory_used(self, used: int) -> None:
         self.gpu_memory.set(used)

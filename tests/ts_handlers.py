@@ -18,6 +18,8 @@ class Call:
     method: str = "POST"
     # TorchServe answers describe on its management port; mkserve on the serving port.
     management: bool = False
+    # TorchServe's metrics port (mkserve: /metrics on the serving port too).
+    metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,12 @@ CASES = (
         Call("/models/{name}/1.0", method="GET", management=True),
         Call("/models/nope", method="GET", management=True),
     )),
+    Case("metrics", ENVELOPED, (
+        Call("/predictions/{name}", b'{"a": 1}', JSON),
+        Call("/predictions/{name}", b'{"a": 1}', JSON),
+        Call("/predictions/nope", b'{"a": 1}', JSON),
+        Call("/metrics", method="GET", metrics=True),
+    ), properties="metrics_mode=prometheus\n"),
     Case("kserve", ENVELOPED, (
         Call("/v1/models/{name}:predict",
              b'{"instances": [{"data": [1, 2]}, {"data": [3]}]}', JSON),

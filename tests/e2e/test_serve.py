@@ -190,7 +190,7 @@ def test_bad_input_is_answered_and_server_keeps_serving(tmp_path: Path):
             (server.post(url, json={"features": [1.0, 2.0]}), 400, "bad input"),
             (server.post(url, json={"other": 1}), 400, "KeyError"),
             (server.post(url, json={"features": [0.0] * 5000}), 413, "larger than the limit"),
-            (server.post("/predictions/nope", json=GUIDE_INPUT), 404, "not served here"),
+            (server.post("/predictions/nope", json=GUIDE_INPUT), 404, "Model not found: nope"),
             (server.get(url), 405, "not allowed"),
         ]
         for response, status, text in cases:

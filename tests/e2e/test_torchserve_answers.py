@@ -59,6 +59,30 @@ def same_description(ours: str, theirs: str) -> None:
     assert set(mine["jobQueueStatus"]) == set(its["jobQueueStatus"])
 
 
+def series(text: str) -> dict[str, set[str]]:
+    """Prometheus text: each sampled series name with its label names."""
+    found: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, rest = line.partition("{")
+            labels = {pair.split("=")[0] for pair in rest.split("}")[0].split(",") if "=" in pair}
+            found.setdefault(name.split()[0], set()).update(labels)
+    return found
+
+
+def same_series(ours: str, theirs: str) -> None:
+    """Every series TorchServe sampled is in mkserve's /metrics, with at least its labels."""
+    mine, its = series(ours), series(theirs)
+    # One difference, in the README's list: the three ts_* series have no `hostname` label
+    # (Prometheus's own `instance` label tells replicas apart).
+    for name in ("ts_inference_requests_total", "ts_inference_latency_microseconds",
+                 "ts_queue_latency_microseconds"):
+        its[name] = its.get(name, set()) - {"hostname"}
+    missing = {name: labels for name, labels in its.items()
+               if name not in mine or not labels <= mine[name]}
+    assert missing == {}, {name: mine.get(name) for name in missing}
+
+
 def same_body(ours: str, theirs: str) -> bool:
     """Equal as JSON when both are JSON (TorchServe indents; mkserve does not), else as text."""
     try:
@@ -101,6 +125,8 @@ def test_answers_match_torchserve(case: Case, served: Any) -> None:
             assert json.loads(theirs["body"])["message"] in ours["body"]
         elif call.management:
             same_description(ours["body"], theirs["body"])
+        elif call.metrics:
+            same_series(ours["body"], theirs["body"])
         else:
             assert same_body(ours["body"], theirs["body"]), (ours["body"], theirs["body"])
         assert ours["chunked"] == theirs["chunked"]

@@ -54,8 +54,9 @@ def main(names: list[str]) -> int:
         server = TorchServe(work, case.name, first.body, archive, 1, 0, case.properties)
         server.start()
         try:
-            answers[case.name] = [send(server.management_port if call.management
-                                       else server.port, case.name, call)
+            answers[case.name] = [send(server.management_port if call.management else
+                                       server.metrics_port if call.metrics else server.port,
+                                       case.name, call)
                                   for call in case.calls]
         finally:
             server.stop()
