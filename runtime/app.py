@@ -14,7 +14,6 @@ from .codec import decode_body, dumps
 from .errors import (
     BadRequest,
     MethodNotAllowed,
-    NotFound,
     PayloadTooLarge,
     RouteNotFound,
     ServingError,
@@ -34,7 +33,7 @@ from .fastpath import (
 from .kserve import register_kserve
 from .seams import MetricsSink
 from .service import ModelService
-from .ts_routes import AnswerPredictions, Predict, register_torchserve_routes
+from .ts_routes import AnswerPredictions, Predict, check_served, register_torchserve_routes
 
 __all__ = ["Pending", "ServingApp", "create_app", "environ_headers", "status_line"]
 
@@ -118,18 +117,11 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
     """TorchServe's /predictions routes; returns the predict call the KServe routes share
     and the answer of a predictions-style request, which TorchServe's other inference
     routes (explanations, SageMaker's, the legacy ones) give too."""
-    model_name = service.model_name
 
     @app.post(routes.PREDICTIONS + "/<model>")
     @app.post(routes.PREDICTIONS + "/<model>/<version>")
     def predictions(model: str, version: str | None = None) -> Response:
-        if model != model_name:
-            # TorchServe's words first: clients match on them.
-            raise NotFound(f"Model not found: {model}; this server serves {model_name!r} "
-                           f"at /predictions/{model_name}")
-        if version is not None and version != service.model_version:
-            raise NotFound(f"Model version not found: {model} {version}; this server "
-                           f"serves version {service.model_version}")
+        check_served(service, model, version)
         return _answer()
 
     def _answer(extra_headers: dict[str, str] | None = None) -> Response:

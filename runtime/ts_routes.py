@@ -40,12 +40,7 @@ def register_torchserve_routes(app: Flask, service: ModelService, predict: Predi
     name = service.model_name
 
     def check(model: str, version: str | None = None) -> None:
-        if model != name:
-            raise NotFound(f"Model not found: {model}; this server serves {name!r} "
-                                f"at {routes.predictions(name)}")
-        if version is not None and version != service.model_version:
-            raise NotFound(f"Model version not found: {model} {version}; this server "
-                                f"serves version {service.model_version}")
+        check_served(service, model, version)
 
     @app.post("/explanations/<model>")
     @app.post("/explanations/<model>/<version>")
@@ -80,6 +75,17 @@ def register_torchserve_routes(app: Flask, service: ModelService, predict: Predi
                 raise outcome.error
             entry["customizedMetadata"] = outcome.value
         return Response(dumps([entry]), mimetype="application/json")
+
+
+def check_served(service: ModelService, model: str, version: str | None = None) -> None:
+    """A 404 for another model or version, TorchServe's words first (clients match them)."""
+    name = service.model_name
+    if model != name:
+        raise NotFound(f"Model not found: {model}; this server serves {name!r} "
+                       f"at {routes.predictions(name)}")
+    if version is not None and version != service.model_version:
+        raise NotFound(f"Model version not found: {model} {version}; this server "
+                       f"serves version {service.model_version}")
 
 
 def describe_model(service: ModelService) -> dict[str, Any]:
