@@ -33,7 +33,13 @@ from .fastpath import (
 from .kserve import register_kserve
 from .seams import MetricsSink
 from .service import ModelService
-from .ts_routes import AnswerPredictions, Predict, check_served, register_torchserve_routes
+from .ts_routes import (
+    AnswerPredictions,
+    Predict,
+    check_served,
+    predictions_headers,
+    register_torchserve_routes,
+)
 
 __all__ = ["Pending", "ServingApp", "create_app", "environ_headers", "status_line"]
 
@@ -120,23 +126,26 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
 
     @app.post(routes.PREDICTIONS + "/<model>")
     @app.post(routes.PREDICTIONS + "/<model>/<version>")
-    def predictions(model: str, version: str | None = None) -> Response:
+    @app.post(routes.PREDICTIONS + "/<model>/<version>/<path:url_path>")
+    def predictions(model: str, version: str | None = None, url_path: str = "") -> Response:
         check_served(service, model, version)
-        return _answer()
+        return _answer(predictions_headers(url_path))
 
-    def _answer(extra_headers: dict[str, str] | None = None) -> Response:
+    def _answer(extra_headers: dict[str, str] | None = None, query_fields: bool = False,
+                ) -> Response:
         # A form's fields are parsed from the body after it is read: keep it for that.
         values, is_batch = decode_body(request.get_data(cache=request.mimetype in FORM_TYPES),
                                        request.content_type or "",
                                        service.settings.list_body == "rows")
-        rows = [_row(value) for value in values]
+        rows = [_row(value, query_fields) for value in values]
         status, body, content_type, headers = answer(_predict(rows, extra_headers), is_batch)
         return Response(body, status=status, headers=headers, content_type=content_type)
 
-    def _row(value: Any) -> dict[str, Any]:
+    def _row(value: Any, query_fields: bool) -> dict[str, Any]:
         row: dict[str, Any] = {}
-        if request.args:
-            row.update(request.args.to_dict())  # TorchServe passes query parameters as fields
+        if query_fields and request.args:
+            # TorchServe's legacy routes pass query parameters as fields; /predictions not.
+            row.update(request.args.to_dict())
         if value is None:  # a form: one key per field, files as bytes
             row.update(request.form.to_dict())
             for key, upload in request.files.items():
@@ -151,7 +160,7 @@ def _prediction_routes(app: ServingApp, service: ModelService, metrics: MetricsS
             metrics.request_started()
         status = 500
         headers = environ_headers(request.environ)
-        if extra_headers:  # what TorchServe's frontend adds: "explain", "describe"
+        if extra_headers:  # what TorchServe's frontend adds: "explain", "url_path", "describe"
             headers = {**headers, **extra_headers}
         try:
             outcomes = service.predict(rows, headers, g.request_id)

@@ -218,6 +218,10 @@ class FastPath:
             values, is_batch = decode_body(raw, content_type, self.split_lists)
             # As the Flask route: no query parameters here, no form fields (JSON null).
             rows = [{"body": value} if value is not None else {} for value in values]
+            # What TorchServe adds to a /predictions request (ts_routes.predictions_headers);
+            # `headers` is this request's own dict.
+            headers["explain"] = "False"
+            headers["url_path"] = ""
             if metrics is not None:
                 metrics.request_started()
             try:

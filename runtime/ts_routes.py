@@ -1,10 +1,12 @@
 """TorchServe's other inference routes, on the serving port, over the same predictions path.
 
-- POST /explanations/{m}[/{v}]       the request reaches the handler with the `explain`
+- POST /explanations/{m}[/{v}[/...]] the request reaches the handler with the `explain`
                                      header "True" (BaseHandler then calls get_insights)
+                                     and `url_path`, as /predictions has "False" and it
 - POST /invocations[?model_name=m]   SageMaker's route; another model_name is a 404
 - POST /models/{m}/invoke            SageMaker's multi-model spelling
-- POST /{m}/predict, /{m}/{v}/predict  TorchServe's legacy routes
+- POST /{m}/predict, /{m}/{v}/predict  TorchServe's legacy routes (query parameters
+                                     reach the handler as fields of the row, as there)
 - GET  /models/{m}[/{v}]             TorchServe's describe JSON for this model, read-only;
                                      `?customized=true` adds the handler's describe_handle()
                                      as "customizedMetadata" (the request reaches the handler
@@ -29,8 +31,7 @@ from .errors import NotFound
 from .service import ModelService
 
 Predict = Callable[..., list[Outcome]]  # (rows, extra_headers=None) -> one Outcome per row
-AnswerPredictions = Callable[..., Response]  # (extra_headers=None) -> the answer
-EXPLAIN = {"explain": "True"}
+AnswerPredictions = Callable[..., Response]  # (extra_headers=None, query_fields=False)
 DESCRIBE = {"describe": "True"}
 _STARTED = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
@@ -44,9 +45,10 @@ def register_torchserve_routes(app: Flask, service: ModelService, predict: Predi
 
     @app.post("/explanations/<model>")
     @app.post("/explanations/<model>/<version>")
-    def explanations(model: str, version: str | None = None) -> Response:
+    @app.post("/explanations/<model>/<version>/<path:url_path>")
+    def explanations(model: str, version: str | None = None, url_path: str = "") -> Response:
         check(model, version)
-        return answer(EXPLAIN)
+        return answer({"explain": "True", "url_path": url_path})
 
     @app.post("/invocations")
     def invocations() -> Response:
@@ -62,7 +64,7 @@ def register_torchserve_routes(app: Flask, service: ModelService, predict: Predi
     @app.post("/<model>/<version>/predict")
     def legacy_predict(model: str, version: str | None = None) -> Response:
         check(model, version)
-        return answer()
+        return answer(query_fields=True)
 
     @app.get("/models/<model>")
     @app.get("/models/<model>/<version>")
@@ -84,8 +86,14 @@ def check_served(service: ModelService, model: str, version: str | None = None) 
         raise NotFound(f"Model not found: {model}; this server serves {name!r} "
                        f"at {routes.predictions(name)}")
     if version is not None and version != service.model_version:
-        raise NotFound(f"Model version not found: {model} {version}; this server "
-                       f"serves version {service.model_version}")
+        raise NotFound(f"Model version: {version} does not exist for model: {model}; "
+                       f"this server serves version {service.model_version}")
+
+
+def predictions_headers(url_path: str = "") -> dict[str, str]:
+    """The headers TorchServe's frontend adds to a /predictions request: `explain`
+    "False", and `url_path`, the (decoded) path after the model's version."""
+    return {"explain": "False", "url_path": url_path}
 
 
 def describe_model(service: ModelService) -> dict[str, Any]:

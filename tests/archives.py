@@ -331,14 +331,21 @@ def read_manifest(archive: Path) -> dict:
 
 
 def archive_handler(code: str, dest: Path, name: str, *, config: str | None = None,
-                    extra_files: dict[str, bytes] | None = None, fmt: str = "default") -> Path:
-    """An archive of one handler file (no weights), made by the real torch-model-archiver,
-    as a TorchServe user would package a handler written in TorchServe's style."""
+                    extra_files: dict[str, bytes] | None = None, fmt: str = "default",
+                    serialized_file: Path | None = None, model_file: Path | None = None,
+                    ) -> Path:
+    """An archive of one handler file (and, when given, its weights and model.py), made by
+    the real torch-model-archiver, as a TorchServe user would package a handler written in
+    TorchServe's style."""
     src = Path(tempfile.mkdtemp(prefix=f"handler-{name}-", dir=_cache_root()))
     (src / "handler.py").write_text(code)
     cmd = archiver_command() + ["--model-name", name, "--version", "1.0",
                                 "--handler", str(src / "handler.py"),
                                 "--export-path", str(dest), "--archive-format", fmt, "--force"]
+    if serialized_file is not None:
+        cmd += ["--serialized-file", str(serialized_file)]
+    if model_file is not None:
+        cmd += ["--model-file", str(model_file)]
     if config is not None:
         (src / "model-config.yaml").write_text(config)
         cmd += ["--config-file", str(src / "model-config.yaml")]

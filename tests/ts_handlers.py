@@ -7,7 +7,10 @@ and by mkserve in the tests, which compare the two.
 """
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Case:
     config: str | None = None
     # config.properties lines both servers get (mkserve serve --ts-config)
     properties: str = ""
+    # Writes the model files into a folder: (--serialized-file, --model-file or None).
+    model: Callable[[Path], tuple[Path, Path | None]] | None = None
 
 
 STREAMING = '''
@@ -136,6 +141,107 @@ def handle(data, context):
 V2_BODY = (b'{"id": "r-1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", '
            b'"data": [1, 2, 3, 4]}]}')
 
+# Echoes what TorchServe's frontend tells a handler besides the body: the fields of the
+# row, the `explain` and `url_path` headers, the client's X- headers, the GPU it was given.
+PROPERTIES = '''
+def handle(data, context):
+    if data is None:
+        return None
+    out = []
+    for i, row in enumerate(data):
+        props = context.request_processor[i].get_request_properties()
+        out.append({
+            "fields": sorted(row),
+            "body": row.get("body"),
+            "explain": props.get("explain"),
+            "url_path": props.get("url_path"),
+            "x": {k.lower(): v for k, v in props.items() if k.lower().startswith("x-")},
+            "gpu_id": context.system_properties.get("gpu_id"),
+        })
+    return out
+'''
+
+# One handler for a model in each of TorchServe's serialized forms (state dict + pt2
+# compile, ONNX, AOTInductor .so): BaseHandler loads it; it says what it was handed.
+TENSORS = '''
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class Handler(BaseHandler):
+    def preprocess(self, data):
+        return torch.tensor([row.get("body") for row in data], dtype=torch.float32)
+
+    def inference(self, data, *args, **kwargs):
+        if hasattr(self.model, "get_inputs"):  # an onnxruntime session
+            name = self.model.get_inputs()[0].name
+            return torch.from_numpy(self.model.run(None, {name: data.numpy()})[0])
+        return super().inference(data, *args, **kwargs)
+
+    def postprocess(self, data):
+        return [{"y": row, "model": type(self.model).__name__} for row in data.tolist()]
+'''
+
+NET = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def _net(folder: Path) -> object:
+    """NET with weights and inputs exact in float32, so every runtime gives the same bits."""
+    import torch
+
+    namespace: dict[str, object] = {}
+    exec(compile(NET, "model.py", "exec"), namespace)  # noqa: S102 - our own source text
+    net = namespace["Net"]().eval()  # type: ignore[operator]
+    with torch.no_grad():
+        net.fc.weight.copy_(torch.tensor([[0.5, 1.0, 1.5], [-1.0, 2.0, 0.25]]))
+        net.fc.bias.copy_(torch.tensor([0.5, -1.0]))
+    (folder / "model.py").write_text(NET)
+    return net
+
+
+def state_dict_model(folder: Path) -> tuple[Path, Path | None]:
+    import torch
+
+    torch.save(_net(folder).state_dict(), folder / "model.pth")  # type: ignore[attr-defined]
+    return folder / "model.pth", folder / "model.py"
+
+
+def onnx_model(folder: Path) -> tuple[Path, Path | None]:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_net(folder), (torch.zeros(1, 3),), str(folder / "model.onnx"),
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    return folder / "model.onnx", None
+
+
+def aoti_model(folder: Path) -> tuple[Path, Path | None]:
+    """An AOTInductor shared library, as TorchServe's pt2 export example makes it."""
+    import torch
+    from torch._export import aot_compile
+
+    batch = torch.export.Dim("batch", min=1, max=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        aot_compile(_net(folder), (torch.zeros(2, 3),), dynamic_shapes={"x": {0: batch}},
+                    options={"aot_inductor.output_path": str(folder / "model.so")})
+    return folder / "model.so", None
+
+
+ROW = b"[1, 2, 3]"
+
 CASES = (
     Case("streaming", STREAMING, (Call("/predictions/{name}", b'"hi"',
                                        {"Content-Type": "application/json"}),)),
@@ -171,4 +277,21 @@ CASES = (
     Case("kservev2", ENVELOPED, (
         Call("/v2/models/{name}/infer", V2_BODY, JSON),
     ), properties="service_envelope=kservev2\n"),
+    Case("props", PROPERTIES, (
+        Call("/predictions/{name}", b'{"a": 1}', {**JSON, "X-Trace": "t1"}),
+        Call("/predictions/{name}/1.0/extra/more", b'{"a": 2}', JSON),
+        Call("/predictions/{name}/1.0/a%20b/c", b'{"a": 3}', JSON),
+        Call("/predictions/{name}?q=1", b'{"a": 4}', JSON),
+        Call("/explanations/{name}/1.0/why", b'{"a": 5}', JSON),
+        Call("/predictions/{name}", b'[{"a": 6}, {"a": 7}]', JSON),
+        Call("/predictions/{name}/extra", b'{"a": 8}', JSON),
+        Call("/predictions/{name}/2.0/extra", b'{"a": 9}', JSON),
+        Call("/{name}/predict?q=1", b'{"a": 10}', JSON),
+    ), config="listBody: whole\ndeviceIds: [0]\n"),
+    Case("pt2", TENSORS, (Call("/predictions/{name}", ROW, JSON),),
+         config="pt2:\n  compile:\n    enable: true\n    backend: inductor\n",
+         model=state_dict_model),
+    Case("onnx", TENSORS, (Call("/predictions/{name}", ROW, JSON),), model=onnx_model),
+    Case("aoti", TENSORS, (Call("/predictions/{name}", ROW, JSON),),
+         config="pt2:\n  export:\n    aot_compile: true\n", model=aoti_model),
 )

@@ -99,8 +99,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     def serve(case: Case) -> Server:
         if case.name not in started:
+            serialized, model_file = case.model(work) if case.model else (None, None)
             archive = archive_handler(case.handler, work / "store", case.name,
-                                      config=case.config)
+                                      config=case.config, serialized_file=serialized,
+                                      model_file=model_file)
             # One worker, as TorchServe was recorded with, and the same config.properties.
             args: tuple[str, ...] = ("--workers", "1")
             if case.properties:

@@ -49,7 +49,9 @@ def main(names: list[str]) -> int:
         if names and case.name not in names:
             continue
         work = Path(tempfile.mkdtemp(prefix=f"record-{case.name}-"))
-        archive = archive_handler(case.handler, work / "store", case.name, config=case.config)
+        serialized, model_file = case.model(work) if case.model else (None, None)
+        archive = archive_handler(case.handler, work / "store", case.name, config=case.config,
+                                  serialized_file=serialized, model_file=model_file)
         first = case.calls[0]
         server = TorchServe(work, case.name, first.body, archive, 1, 0, case.properties)
         server.start()

@@ -201,28 +201,23 @@ def compile_model(model: Any, options: dict[str, Any]) -> Any:
 
 
 def onnx_session(path: str, device: torch.device) -> Any:
-    """An onnxruntime session for an ONNX serializedFile, called like a model."""
-    return OnnxModel(setup_ort_session(path, device.type))
+    """The onnxruntime InferenceSession for an ONNX serializedFile, as TorchServe hands it
+    to the handler (`self.model.run(...)` works); BaseHandler.inference runs it too."""
+    return setup_ort_session(path, device.type)
 
 
-class OnnxModel:
-    """An onnxruntime session called like a module: tensors in, a tensor (or a tuple) out."""
+def run_onnx(session: Any, *inputs: Any) -> Any:
+    """An onnxruntime session called like a module: tensors in, a tensor (or a tuple)
+    out. TorchServe's BaseHandler.inference fails on a session; mkserve's runs it."""
+    names = [i.name for i in session.get_inputs()]
+    feeds = {name: (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+             for name, x in zip(names, inputs, strict=False)}
+    outputs = [torch.from_numpy(o) for o in session.run(None, feeds)]
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def __init__(self, session: Any) -> None:
-        self.session = session
-        self.input_names = [i.name for i in session.get_inputs()]
 
-    def __call__(self, *inputs: Any) -> Any:
-        feeds = {name: (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
-                 for name, x in zip(self.input_names, inputs, strict=False)}
-        outputs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
-
-    def to(self, device: Any) -> OnnxModel:
-        return self
-
-    def eval(self) -> OnnxModel:
-        return self
+def is_onnx_session(model: Any) -> bool:
+    return type(model).__name__ == "InferenceSession" and hasattr(model, "run")
 
 
 def load_pt2(path: str, device: torch.device) -> Any:

@@ -139,6 +139,8 @@ class BaseHandler:
 
     def inference(self, data: Any, *args: Any, **kwargs: Any) -> Any:
         """Run the model on the preprocessed batch, without autograd."""
+        if _loading.is_onnx_session(self.model):
+            return _loading.run_onnx(self.model, data, *args)
         if isinstance(data, torch.Tensor):
             data = data.to(self._device())
         with torch.inference_mode(), self._autocast():
