@@ -334,13 +334,16 @@ def archive_handler(code: str, dest: Path, name: str, *, config: str | None = No
                     extra_files: dict[str, bytes] | None = None, fmt: str = "default",
                     serialized_file: Path | None = None, model_file: Path | None = None,
                     ) -> Path:
-    """An archive of one handler file (and, when given, its weights and model.py), made by
-    the real torch-model-archiver, as a TorchServe user would package a handler written in
-    TorchServe's style."""
+    """An archive of one handler file or built-in handler (and, when given, its weights
+    and model.py), made by the real torch-model-archiver, as a TorchServe user would
+    package a handler written in TorchServe's style."""
     src = Path(tempfile.mkdtemp(prefix=f"handler-{name}-", dir=_cache_root()))
-    (src / "handler.py").write_text(code)
+    handler = code  # a built-in handler's name (text_classifier), else the handler's source
+    if "\n" in code:
+        (src / "handler.py").write_text(code)
+        handler = str(src / "handler.py")
     cmd = archiver_command() + ["--model-name", name, "--version", "1.0",
-                                "--handler", str(src / "handler.py"),
+                                "--handler", handler,
                                 "--export-path", str(dest), "--archive-format", fmt, "--force"]
     if serialized_file is not None:
         cmd += ["--serialized-file", str(serialized_file)]

@@ -35,6 +35,20 @@ class Case:
     properties: str = ""
     # Writes the model files into a folder: (--serialized-file, --model-file or None).
     model: Callable[[Path], tuple[Path, Path | None]] | None = None
+    # Files the model builder also wrote there, archived as --extra-files.
+    extra_files: tuple[str, ...] = ()
+
+
+def archive_case(case: Case, work: Path) -> Path:
+    """The case's archive, made by the real torch-model-archiver under work/store."""
+    from archives import archive_handler
+
+    work.mkdir(parents=True, exist_ok=True)
+    serialized, model_file = case.model(work) if case.model else (None, None)
+    extras = {name: (work / name).read_bytes() for name in case.extra_files}
+    return archive_handler(case.handler, work / "store", case.name, config=case.config,
+                           extra_files=extras or None, serialized_file=serialized,
+                           model_file=model_file)
 
 
 STREAMING = '''
@@ -240,7 +254,49 @@ def aoti_model(folder: Path) -> tuple[Path, Path | None]:
     return folder / "model.so", None
 
 
+TEXT_NET = '''
+import torch
+
+
+class TextNet(torch.nn.Module):
+    """TorchServe's text classification example's shape: an EmbeddingBag over token and
+    bigram ids, then a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.EmbeddingBag(6, 2, mode="mean")
+        self.fc = torch.nn.Linear(2, 2)
+
+    def forward(self, text, offsets):
+        return self.fc(self.embedding(text, offsets))
+'''
+TEXT_VOCAB = {"<unk>": 0, "good": 1, "movie": 2, "good movie": 3, "bad": 4, "bad movie": 5}
+
+
+def text_model(folder: Path) -> tuple[Path, Path | None]:
+    """A state dict for TEXT_NET, with the built-in text_classifier's source_vocab.pt
+    (a {token: id} dict) and index_to_name.json beside it."""
+    import json
+
+    import torch
+
+    namespace: dict[str, object] = {}
+    exec(compile(TEXT_NET, "model.py", "exec"), namespace)  # noqa: S102 - our own source
+    net = namespace["TextNet"]().eval()  # type: ignore[operator]
+    with torch.no_grad():
+        net.embedding.weight.copy_(torch.tensor(
+            [[0.0, 0.0], [1.0, -1.0], [0.5, 0.5], [2.0, -0.5], [-1.0, 1.0], [-2.0, 0.5]]))
+        net.fc.weight.copy_(torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))
+        net.fc.bias.copy_(torch.tensor([0.0, 0.25]))
+    (folder / "model.py").write_text(TEXT_NET)
+    torch.save(net.state_dict(), folder / "text.pth")
+    torch.save(TEXT_VOCAB, folder / "source_vocab.pt")
+    (folder / "index_to_name.json").write_text(json.dumps({"0": "positive", "1": "negative"}))
+    return folder / "text.pth", folder / "model.py"
+
+
 ROW = b"[1, 2, 3]"
+TEXT = {"Content-Type": "text/plain"}
 
 CASES = (
     Case("streaming", STREAMING, (Call("/predictions/{name}", b'"hi"',
@@ -294,4 +350,10 @@ CASES = (
     Case("onnx", TENSORS, (Call("/predictions/{name}", ROW, JSON),), model=onnx_model),
     Case("aoti", TENSORS, (Call("/predictions/{name}", ROW, JSON),),
          config="pt2:\n  export:\n    aot_compile: true\n", model=aoti_model),
+    # The built-in handler (text_classifier names it, not a file).
+    Case("text_classifier", "text_classifier", (
+        Call("/predictions/{name}", b"Good movie!", TEXT),
+        Call("/predictions/{name}", b"<b>BAD</b> movie.", TEXT),
+        Call("/predictions/{name}", b"good", TEXT),
+    ), model=text_model, extra_files=("source_vocab.pt", "index_to_name.json")),
 )

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archives import archive_handler
 from server import Server
-from ts_handlers import CASES, Call, Case
+from ts_handlers import CASES, Call, Case, archive_case
 
 RECORDED = json.loads((Path(__file__).resolve().parents[1] / "recorded"
                        / "torchserve-answers.json").read_text())
@@ -99,10 +98,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     def serve(case: Case) -> Server:
         if case.name not in started:
-            serialized, model_file = case.model(work) if case.model else (None, None)
-            archive = archive_handler(case.handler, work / "store", case.name,
-                                      config=case.config, serialized_file=serialized,
-                                      model_file=model_file)
+            archive = archive_case(case, work / case.name)
             # One worker, as TorchServe was recorded with, and the same config.properties.
             args: tuple[str, ...] = ("--workers", "1")
             if case.properties:
@@ -184,7 +180,7 @@ def test_sigterm_lets_a_stream_in_flight_finish(tmp_path: Path) -> None:
     import threading
 
     case = next(c for c in CASES if c.name == "streaming")
-    archive = archive_handler(case.handler, tmp_path / "store", case.name)
+    archive = archive_case(case, tmp_path)
     server = Server(archive, tmp_path).wait_ready()
     got: dict[str, Any] = {}
     reader = threading.Thread(target=lambda: got.update(send(server.port, case.name,

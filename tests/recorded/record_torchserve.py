@@ -18,9 +18,8 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 
-from archives import archive_handler  # noqa: E402
 from mkserve.bench.servers import TorchServe  # noqa: E402
-from ts_handlers import CASES, Call  # noqa: E402
+from ts_handlers import CASES, Call, archive_case  # noqa: E402
 
 OUT = Path(__file__).with_name("torchserve-answers.json")
 
@@ -49,9 +48,7 @@ def main(names: list[str]) -> int:
         if names and case.name not in names:
             continue
         work = Path(tempfile.mkdtemp(prefix=f"record-{case.name}-"))
-        serialized, model_file = case.model(work) if case.model else (None, None)
-        archive = archive_handler(case.handler, work / "store", case.name, config=case.config,
-                                  serialized_file=serialized, model_file=model_file)
+        archive = archive_case(case, work)
         first = case.calls[0]
         server = TorchServe(work, case.name, first.body, archive, 1, 0, case.properties)
         server.start()
