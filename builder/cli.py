@@ -67,6 +67,9 @@ def serve(
     response_timeout: float | None = typer.Option(
         None, help="Request deadline in seconds (responseTimeout)."),
     max_request_size: int | None = typer.Option(None, help="Largest request body, bytes."),
+    grpc_port: int | None = typer.Option(
+        None, help="Also serve gRPC here (TorchServe's and KServe's inference APIs; "
+                   "default off, or grpc_inference_port of --ts-config)."),
     model_name: str | None = typer.Option(None, "--name", help="Serve under this model name."),
     device: str | None = typer.Option(None, help="auto, cpu or gpu."),
     precision: str | None = typer.Option(None, help="fp32, bf16 or fp16 (autocast)."),
@@ -90,8 +93,8 @@ def serve(
     flags = {"host": host, "port": port, "workers": workers, "threads": threads,
              "batch_size": batch_size, "max_batch_delay_ms": max_batch_delay,
              "queue_size": queue_size, "response_timeout_s": response_timeout,
-             "max_request_bytes": max_request_size, "model_name": model_name,
-             "device": device, "precision": precision,
+             "max_request_bytes": max_request_size, "grpc_port": grpc_port,
+             "model_name": model_name, "device": device, "precision": precision,
              "log_format": log_format or ("text" if sys.stderr.isatty() else "json")}
     settings = {**mapped, **{k: v for k, v in flags.items() if v is not None}}
     settings.setdefault("port", 8080)
@@ -137,6 +140,9 @@ def build(
     queue_size: int | None = typer.Option(None, help="Rows waiting per worker (jobQueueSize)."),
     response_timeout: float | None = typer.Option(None, help="Request deadline, s."),
     max_request_size: int | None = typer.Option(None, help="Largest request body, bytes."),
+    grpc_port: int | None = typer.Option(
+        None, help="Also serve gRPC on this port (TorchServe's and KServe's inference APIs); "
+                   "default off."),
     wheelhouse: Path | None = typer.Option(
         None, help="Install only from the wheels in DIR (offline; nothing is downloaded)."),
     fill_wheelhouse: bool = typer.Option(
@@ -170,7 +176,8 @@ def build(
         ts_config=str(ts_config) if ts_config else None,
         settings={"batch_size": batch_size, "max_batch_delay_ms": max_batch_delay,
                   "workers": workers, "port": port, "queue_size": queue_size,
-                  "response_timeout_s": response_timeout, "max_request_bytes": max_request_size},
+                  "response_timeout_s": response_timeout, "max_request_bytes": max_request_size,
+                  "grpc_port": grpc_port},
         wheelhouse=str(wheelhouse) if wheelhouse else None, fill_wheelhouse=fill_wheelhouse,
         context_only=str(context_only) if context_only else None, check=check,
         optimize=optimize, sample_input=str(sample_input) if sample_input else None)

@@ -26,9 +26,10 @@ IGNORED: dict[str, str] = {
                           "belong to the orchestrator",
     "metrics_address": "metrics are served at /metrics on the serving port (one port, as Knative "
                        "requires); set MKSERVE_METRICS_PORT at run time for a second port",
-    "grpc_inference_port": "mkserve serves HTTP only (TorchServe and KServe REST APIs)",
-    "grpc_management_port": "no management API (and no gRPC) in the image",
-    "enable_grpc_ssl": "mkserve serves HTTP only",
+    "grpc_management_port": "no management API in the image (gRPC serves inference: "
+                            "grpc_inference_port)",
+    "enable_grpc_ssl": "gRPC is plaintext (h2c) in the image; TLS belongs to the ingress or "
+                       "the mesh in front",
     "model_store": "the image holds exactly one model, at /opt/mkserve/model",
     "load_models": "the image serves the model it was built with",
     "number_of_netty_threads": "no Java frontend; each worker's event loop does the HTTP",

@@ -169,8 +169,9 @@ class Metrics:
                                  base, multiprocess_mode="livesum", registry=reg).labels(**labels)
         self.load_seconds = Gauge("mkserve_model_load_seconds", "Time to load the model (s)",
                                   base, multiprocess_mode="max", registry=reg).labels(**labels)
-        self.responses = Counter("mkserve_responses", "Prediction answers by HTTP status",
-                                 base + ("status",), registry=reg)
+        self.responses = Counter("mkserve_responses", "Prediction answers by HTTP status "
+                                 "(a gRPC call's as its REST twin's) and protocol (http, grpc)",
+                                 base + ("status", "protocol"), registry=reg)
         self.shed_total = Counter("mkserve_shed_requests", "Requests refused with a full queue",
                                   base, registry=reg).labels(**labels)
         self.handler_errors = Counter("mkserve_handler_errors", "Batches or rows the handler "
@@ -183,7 +184,7 @@ class Metrics:
         self.http_total = Counter("flask_http_request_total", "Total number of HTTP requests",
                                   ("method", "status"), registry=registry)
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._responses: dict[int, Any] = {}
+        self._responses: dict[tuple[int, str], Any] = {}
         self.gpu_memory.set(0)
         self._custom: dict[str, Any] = {}
         self._custom_lock = threading.Lock()
@@ -223,14 +224,15 @@ class Metrics:
         self.requests.inc()
         self.inflight.inc()
 
-    def request_finished(self, status: int, elapsed_ms: float) -> None:
+    def request_finished(self, status: int, elapsed_ms: float, protocol: str = "http") -> None:
         self.inflight.dec()
         self.latency_ms.observe(elapsed_ms)
         self.latency_us.inc(elapsed_ms * 1000.0)
-        child = self._responses.get(status)
+        key = (status, protocol)
+        child = self._responses.get(key)
         if child is None:  # labels() costs a lock and a tuple per call: keep the children
-            child = self._responses[status] = self.responses.labels(status=str(status),
-                                                                     **self.labels)
+            child = self._responses[key] = self.responses.labels(
+                status=str(status), protocol=protocol, **self.labels)
         child.inc()
         self.worker_thread_time.set(max(0.0, elapsed_ms - self._last_queue_ms
                                         - self._last_prediction_ms))

@@ -183,6 +183,7 @@ class Runtime(BaseApplication):
         self._slot = 0
         self._worker: Any = None
         self._access_writer: _AccessLogWriter | None = None
+        self._grpc: Any = None  # the worker's GrpcListener when MKSERVE_GRPC_PORT is set
         # How many connections each worker slot holds, shared by all workers: the
         # server spreads connections with it (http/balancer.py).
         self.connection_counts = connection_table(plan.workers)
@@ -283,6 +284,11 @@ class Runtime(BaseApplication):
         # full collection no longer walks torch's and Flask's objects (a 40+ ms pause).
         gc.freeze()
         self.service.start()
+        if self.settings.grpc_port:  # grpcio is imported (and started) only when asked for
+            from .rpc.server import GrpcListener
+
+            self._grpc = GrpcListener(self.service, metrics)
+            self._grpc.start()
         return app
 
     def _retire(self, reason: str) -> None:
@@ -297,11 +303,16 @@ class Runtime(BaseApplication):
         def drain_then_exit(sig: int, frame: Any) -> None:
             if self.service is not None:
                 self.service.drain()  # readiness turns 503 at once
+            if self._grpc is not None:  # no new calls; those in flight finish
+                threading.Thread(target=self._grpc.stop, args=(self.settings.graceful_timeout_s,),
+                                 name="mkserve-grpc-drain", daemon=True).start()
             original(sig, frame)
 
         signal.signal(signal.SIGTERM, drain_then_exit)
 
     def _worker_exit(self, arbiter: Any, worker: Any) -> None:
+        if self._grpc is not None:  # gRPC calls in flight still need the model thread
+            self._grpc.stopped.wait(self.settings.graceful_timeout_s)
         if self.service is not None:
             self.service.metrics.worker_stopped()
             self.service.stop(0.0)

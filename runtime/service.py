@@ -244,12 +244,14 @@ class ModelService:
 
     def submit(self, rows: list[Any], headers: dict[str, str], request_id: str,
                on_done: Callable[[Group], None] | None = None,
-               ) -> tuple[Group, list[Job], float]:
+               deadline: float | None = None) -> tuple[Group, list[Job], float]:
         """Queue rows for the model without waiting: their Group, Jobs and deadline.
 
         Raises the ServingError to answer when they cannot be queued (not ready,
         too many rows, queue full). The caller either waits on the group or is
-        called back by `on_done`, and calls `expire(jobs)` at the deadline.
+        called back by `on_done`, and calls `expire(jobs)` at the deadline: the
+        response timeout's, or the caller's own `deadline` (time.monotonic()) when
+        sooner (a gRPC deadline); rows still queued then are never run.
         """
         if self.state != READY:
             raise ServiceUnavailable(self.reason, headers={"Retry-After": "1"})
@@ -258,7 +260,8 @@ class ModelService:
             raise PayloadTooLarge(f"a batch of {count} rows is larger than the queue "
                                   f"({self.settings.queue_size}); send at most that many")
         now = time.monotonic()
-        deadline = now + self.settings.response_timeout_s
+        limit = now + self.settings.response_timeout_s
+        deadline = limit if deadline is None or deadline > limit else deadline
         group = Group(count, on_done)
         if count == 1:
             jobs = [Job(rows[0], headers, request_id, now, deadline, group, 0)]

@@ -156,6 +156,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "MKSERVE_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
             "info", "Log level."),
     Setting("access_log", "MKSERVE_ACCESS_LOG", parse_bool, True, "Log one line per request."),
+    Setting("grpc_port", "MKSERVE_GRPC_PORT", _non_negative(int), 0,
+            "Also serve gRPC on this port: TorchServe's InferenceAPIsService, KServe's "
+            "GRPCInferenceService and grpc.health.v1 (0 = off: no gRPC at all).",
+            flag="--grpc-port", label="grpc-port", ts_property="grpc_inference_port"),
     Setting("metrics_port", "MKSERVE_METRICS_PORT", _non_negative(int), 0,
             "Also serve /metrics on this port (0 = only on the serving port)."),
     Setting("load_failure_grace_s", "MKSERVE_LOAD_FAILURE_GRACE", _non_negative(float), 2.0,
@@ -243,6 +247,7 @@ class RuntimeSettings:
     log_format: str = "json"
     log_level: str = "info"
     access_log: bool = True
+    grpc_port: int = 0
     metrics_port: int = 0
     load_failure_grace_s: float = 2.0
     precision: str = "fp32"

@@ -67,7 +67,8 @@ def test_config_properties_keys_are_the_settings_declared_keys() -> None:
     # declared once, and none is also listed as ignored.
     assert set(tsconfig.MAPPED) == {"batch_size", "max_batch_delay", "default_workers_per_model",
                                     "job_queue_size", "default_response_timeout",
-                                    "max_request_size", "service_envelope"}
+                                    "max_request_size", "service_envelope",
+                                    "grpc_inference_port"}
     assert set(tsconfig.MODEL_KEYS) == {"batchSize", "maxBatchDelay", "responseTimeout",
                                         "minWorkers"}
     assert not set(tsconfig.MAPPED) & set(tsconfig.IGNORED)
