@@ -60,6 +60,7 @@ class DeploySpec:
     startup_timeout_s: float
     graceful_timeout_s: float
     response_timeout_s: float
+    grpc_port: int  # 0: the image serves no gRPC
     namespace: str = "default"
     replicas: int = 2
     cpu_request: str = "1"
@@ -102,7 +103,7 @@ class DeploySpec:
 # The spec's fields that are runtime settings (same names as in runtime/settings.py): read
 # from an image's labels, or resolved from a source as the runtime will.
 RUNTIME_FIELDS = ("port", "workers", "threads", "batch_size", "startup_timeout_s",
-                  "graceful_timeout_s", "response_timeout_s")
+                  "graceful_timeout_s", "response_timeout_s", "grpc_port")
 # Values a user may set with --values or a flag; the rest are read from the image or derived.
 DERIVED = frozenset({"concurrency", "workers_auto"})
 OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(DeploySpec)) - DERIVED

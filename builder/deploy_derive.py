@@ -16,6 +16,9 @@ LIVENESS_PATH = routes.LIVENESS
 READINESS_PATH = routes.READINESS
 METRICS_PATH = routes.METRICS
 PORT_NAME = "http"
+GRPC_PORT_NAME = "grpc"
+# Kubernetes' application protocol of cleartext HTTP/2, which gRPC is on this port.
+GRPC_APP_PROTOCOL = "kubernetes.io/h2c"
 # Knative and Cloud Run accept only "http1" or "h2c" as the port name; gunicorn speaks HTTP/1.1.
 SERVERLESS_PORT_NAME = "http1"
 # Ports Knative's queue-proxy and autoscaler use in every pod (knative/serving k8s_validation.go).
@@ -125,6 +128,10 @@ def runtime_env(spec: DeploySpec, with_port: bool, tmpdir: str | None = None
     }
     if with_port:
         values["port"] = spec.port
+        if spec.grpc_port:  # a second port: where the platform has room for one
+            values["grpc_port"] = spec.grpc_port
+    elif spec.grpc_port:  # Knative, Cloud Run, KServe route one port: HTTP; no gRPC listener
+        values["grpc_port"] = 0
     env = sorted(to_env(values).items())
     if tmpdir:
         env.append(("TMPDIR", tmpdir))

@@ -74,6 +74,9 @@ CASES: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
                       {**CPU_LABELS, L.MODEL_VERSION: "1.1", L.WORKERS: "1", L.THREADS: "4",
                        L.BATCH_SIZE: "4"},
                       {"min_scale": 0, "cpu": "1500m", "memory": "3Gi"}),
+    # Built with --grpc-port: a second port where the platform has one.
+    "grpc": ("ghcr.io/acme/classifier:1.2",
+             {**CPU_LABELS, L.MODEL_VERSION: "1.2", L.SETTING_LABELS["grpc_port"]: "7070"}, {}),
 }
 
 
@@ -346,11 +349,12 @@ def test_auto_workers_follow_the_rendered_cpu_limit() -> None:
 
 def test_the_image_port_is_the_port_everywhere(case: str, rendered: dict) -> None:
     port = int(CASES[case][1][L.PORT])
+    grpc_port = int(CASES[case][1].get(L.SETTING_LABELS["grpc_port"], 0))
     seen = 0
     for key, value in walk(rendered):
         if key == "containerPort":
-            assert value == port
-            seen += 1
+            assert value in (port, grpc_port)
+            seen += value == port
         if key == "prometheus.io/port":
             assert value == str(port)
     for path, container in serving_containers(rendered):
@@ -367,7 +371,7 @@ def test_the_image_port_is_the_port_everywhere(case: str, rendered: dict) -> Non
         assert cloudrun["containers"][0][probe]["httpGet"]["port"] == port
     compose = one(rendered, "docker-compose.yaml")
     name, model = next((n, s) for n, s in compose["services"].items() if n != "prometheus")
-    assert model["ports"] == [f"{port}:{port}"] and model["environment"]["PORT"] == str(port)
+    assert model["ports"][0] == f"{port}:{port}" and model["environment"]["PORT"] == str(port)
     assert f"127.0.0.1:{port}/" in model["healthcheck"]["test"][-1]
     targets = one(rendered, "prometheus/prometheus.yml")["scrape_configs"][0]
     assert targets["static_configs"][0]["targets"] == [f"{name}:{port}"]
@@ -701,3 +705,25 @@ def test_render_command_errors_are_mkserve_errors(cli: typer.Typer, tmp_path: Pa
     result = CliRunner().invoke(cli, ["render", str(example), "--out", str(tmp_path),
                                       "--only", "helm"])
     assert isinstance(result.exception, UsageError)
+
+
+def test_a_grpc_image_gets_its_second_port_where_the_platform_has_one() -> None:
+    rendered = {path: [d for d in yaml.safe_load_all(text) if d is not None]
+                for path, text in deploy_render.render_files(spec_for("grpc")).items()}
+    deployment = one(rendered, "kubernetes/deployment.yaml")["spec"]["template"]["spec"]
+    container = deployment["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == \
+        {"http": 8080, "grpc": 7070}
+    assert env_of(container)["MKSERVE_GRPC_PORT"] == "7070"
+    service = one(rendered, "kubernetes/service.yaml")["spec"]["ports"]
+    assert service[1] == {"name": "grpc", "port": 7070, "targetPort": "grpc",
+                          "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"}
+    compose = one(rendered, "docker-compose.yaml")
+    model = next(s for n, s in compose["services"].items() if n != "prometheus")
+    assert model["ports"] == ["8080:8080", "7070:7070"]
+    assert model["environment"]["MKSERVE_GRPC_PORT"] == "7070"
+    # One-port platforms route HTTP: the image's gRPC listener is switched off there.
+    for path, served in serving_containers(rendered):
+        if path.startswith(("knative", "cloudrun", "kserve")):
+            assert [p["containerPort"] for p in served["ports"]] == [8080], path
+            assert env_of(served)["MKSERVE_GRPC_PORT"] == "0", path
