@@ -1,6 +1,7 @@
 """`mkserve bench`: the side-by-side benchmark against an archive, a running server or an image."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -90,6 +91,9 @@ KeepWorkdirOpt = Annotated[bool, typer.Option(
     "--keep-workdir", help="Keep the servers' logs for inspection.")]
 JsonOutOpt = Annotated[Path | None, typer.Option(
     "--json", help="Also write every figure to this JSON file.")]
+GrpcOpt = Annotated[bool, typer.Option(
+    "--grpc", help="Drive TorchServe's and mkserve's gRPC inference API instead (a Python "
+                   "gRPC load, same archive, same run); prints their table.")]
 PlotOpt = Annotated[Path | None, typer.Option(
     "--plot", metavar="FILE.png",
     help="Also draw throughput and latency against connections, mkserve and TorchServe "
@@ -117,6 +121,7 @@ def bench_command(
     keep_workdir: KeepWorkdirOpt = False,
     json_out: JsonOutOpt = None,
     plot: PlotOpt = None,
+    grpc: GrpcOpt = False,
 ) -> None:
     """Measure throughput, p50/p99 latency and errors with wrk at each connection count.
 
@@ -144,6 +149,15 @@ def bench_command(
             import matplotlib  # noqa: F401  (fail before a long run, not after it)
         except ImportError as exc:
             raise UsageError("--plot needs matplotlib: pip install 'mkserve[plot]'") from exc
+    if grpc:
+        from mkserve.bench.grpcload import run_grpc_benchmark
+
+        run_grpc_benchmark(
+            list(targets or []), body=read_data(data) if data is not None else None,
+            duration=duration, warmup=warmup, connections=_connections(connections),
+            rounds=rounds, ts_workers=ts_workers, mkserve_env=env_pairs(env or []),
+            out=sys.stdout)
+        return
     if precision not in (None, "bf16", "fp16"):
         raise UsageError(f"--precision {precision}: expected bf16 or fp16")
     common: dict[str, Any] = {"duration": duration, "warmup": warmup, "rounds": rounds,

@@ -417,7 +417,8 @@ class GrpcListener:
         self.address = f"{settings.host}:{settings.grpc_port}"
         limit = settings.max_request_bytes + _FRAMING
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max(8, settings.batch_size * 2),
+            # Each call holds a thread while its rows wait: enough for several full batches.
+            futures.ThreadPoolExecutor(max_workers=max(32, settings.batch_size * 4),
                                        thread_name_prefix="mkserve-grpc"),
             options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", limit),
                      ("grpc.max_send_message_length", -1)],

@@ -85,10 +85,13 @@ def test_other_mapped_keys() -> None:
     config = map_properties({"inference_address": "https://127.0.0.1:8443",
                              "default_response_timeout": "30", "max_request_size": "1000000",
                              "max_response_size": "5", "number_of_gpu": "0",
-                             "some_future_key": "x"})
+                             "some_future_key": "x", "grpc_inference_port": "7070",
+                             "grpc_management_port": "7071"})
     assert config.settings == {"port": 8443, "response_timeout_s": 30.0,
-                               "max_request_bytes": 1000000, "device": "cpu"}
+                               "max_request_bytes": 1000000, "device": "cpu",
+                               "grpc_port": 7070}
     text = "\n".join(config.notes)
+    assert "grpc_management_port: ignored: no management API" in text
     assert "https is not served" in text and "host 127.0.0.1 ignored" in text
     assert "max_response_size: ignored" in text
     assert "some_future_key: ignored: not a setting mkserve knows" in text

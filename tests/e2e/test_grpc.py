@@ -391,3 +391,12 @@ def test_grpc_calls_are_logged_and_counted_with_their_protocol(doubling: Any) ->
     assert line["message"] == \
         "GRPC /org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions OK"
     assert line["status"] == "OK" and line["duration_ms"] >= 0
+
+
+def test_the_benchmarks_grpc_load_drives_a_server(doubling: Any) -> None:
+    from mkserve.bench.grpcload import run_grpc
+
+    _, port = doubling
+    result = run_grpc(port, "plain", b"[1, 2]", connections=3, duration=1.0)
+    assert result.requests > 0 and result.non_2xx == 0
+    assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
