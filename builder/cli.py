@@ -70,6 +70,9 @@ def serve(
     grpc_port: int | None = typer.Option(
         None, help="Also serve gRPC here (TorchServe's and KServe's inference APIs; "
                    "default off, or grpc_inference_port of --ts-config)."),
+    protocol: str | None = typer.Option(
+        None, help="What --port serves: http (default) or grpc (gRPC first; the HTTP APIs "
+                   "move to MKSERVE_HTTP_PORT, default 8081)."),
     model_name: str | None = typer.Option(None, "--name", help="Serve under this model name."),
     device: str | None = typer.Option(None, help="auto, cpu or gpu."),
     precision: str | None = typer.Option(None, help="fp32, bf16 or fp16 (autocast)."),
@@ -94,7 +97,8 @@ def serve(
              "batch_size": batch_size, "max_batch_delay_ms": max_batch_delay,
              "queue_size": queue_size, "response_timeout_s": response_timeout,
              "max_request_bytes": max_request_size, "grpc_port": grpc_port,
-             "model_name": model_name, "device": device, "precision": precision,
+             "protocol": protocol, "model_name": model_name, "device": device,
+             "precision": precision,
              "log_format": log_format or ("text" if sys.stderr.isatty() else "json")}
     settings = {**mapped, **{k: v for k, v in flags.items() if v is not None}}
     settings.setdefault("port", 8080)
@@ -143,6 +147,9 @@ def build(
     grpc_port: int | None = typer.Option(
         None, help="Also serve gRPC on this port (TorchServe's and KServe's inference APIs); "
                    "default off."),
+    protocol: str | None = typer.Option(
+        None, help="What the serving port speaks: http (default) or grpc (gRPC first, for "
+                   "Knative/Cloud Run/KServe, which route one port; HTTP moves to 8081)."),
     wheelhouse: Path | None = typer.Option(
         None, help="Install only from the wheels in DIR (offline; nothing is downloaded)."),
     fill_wheelhouse: bool = typer.Option(
@@ -177,7 +184,7 @@ def build(
         settings={"batch_size": batch_size, "max_batch_delay_ms": max_batch_delay,
                   "workers": workers, "port": port, "queue_size": queue_size,
                   "response_timeout_s": response_timeout, "max_request_bytes": max_request_size,
-                  "grpc_port": grpc_port},
+                  "grpc_port": grpc_port, "protocol": protocol},
         wheelhouse=str(wheelhouse) if wheelhouse else None, fill_wheelhouse=fill_wheelhouse,
         context_only=str(context_only) if context_only else None, check=check,
         optimize=optimize, sample_input=str(sample_input) if sample_input else None)

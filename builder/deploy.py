@@ -61,6 +61,8 @@ class DeploySpec:
     graceful_timeout_s: float
     response_timeout_s: float
     grpc_port: int  # 0: the image serves no gRPC
+    protocol: str  # what `port` speaks: http, or grpc (gRPC first; HTTP on http_port)
+    http_port: int
     namespace: str = "default"
     replicas: int = 2
     cpu_request: str = "1"
@@ -103,7 +105,8 @@ class DeploySpec:
 # The spec's fields that are runtime settings (same names as in runtime/settings.py): read
 # from an image's labels, or resolved from a source as the runtime will.
 RUNTIME_FIELDS = ("port", "workers", "threads", "batch_size", "startup_timeout_s",
-                  "graceful_timeout_s", "response_timeout_s", "grpc_port")
+                  "graceful_timeout_s", "response_timeout_s", "grpc_port", "protocol",
+                  "http_port")
 # Values a user may set with --values or a flag; the rest are read from the image or derived.
 DERIVED = frozenset({"concurrency", "workers_auto"})
 OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(DeploySpec)) - DERIVED
@@ -276,8 +279,9 @@ def _complete(base: Mapping[str, Any], overrides: Mapping[str, Any],
         values["gpu_count"] = 0
     values.setdefault("gpu_type", "nvidia-l4")
     values.setdefault("name", k8s_name(str(values["model_name"])))
-    if not values.get("host_port"):
-        values["host_port"] = values["port"]
+    if not values.get("host_port"):  # the HTTP port's own number
+        values["host_port"] = values["http_port"] if values.get("protocol") == "grpc" \
+            else values["port"]
     problems = _check_quantities(values)
     if problems:
         raise UsageError("invalid deploy values: " + "; ".join(problems))

@@ -21,6 +21,8 @@ GRPC_PORT_NAME = "grpc"
 GRPC_APP_PROTOCOL = "kubernetes.io/h2c"
 # Knative and Cloud Run accept only "http1" or "h2c" as the port name; gunicorn speaks HTTP/1.1.
 SERVERLESS_PORT_NAME = "http1"
+# Knative's and Cloud Run's name for a port that speaks cleartext HTTP/2 (gRPC first).
+SERVERLESS_GRPC_PORT_NAME = "h2c"
 # Ports Knative's queue-proxy and autoscaler use in every pod (knative/serving k8s_validation.go).
 KNATIVE_RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091})
 KNATIVE_MAX_TIMEOUT_S = 600  # config-defaults max-revision-timeout-seconds
@@ -110,6 +112,16 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
+def http_port(spec: DeploySpec) -> int:
+    """The container port of the HTTP APIs, probes and /metrics."""
+    return spec.http_port if spec.protocol == "grpc" else spec.port
+
+
+def grpc_port(spec: DeploySpec) -> int:
+    """The container port of gRPC (0: none)."""
+    return spec.port if spec.protocol == "grpc" else spec.grpc_port
+
+
 def runtime_env(spec: DeploySpec, with_port: bool, tmpdir: str | None = None
                 ) -> list[tuple[str, str]]:
     """The runtime settings the manifests depend on, pinned so the pod runs what was planned.
@@ -126,7 +138,12 @@ def runtime_env(spec: DeploySpec, with_port: bool, tmpdir: str | None = None
         "graceful_timeout_s": _number(spec.graceful_timeout_s),
         "response_timeout_s": _number(spec.response_timeout_s),
     }
-    if with_port:
+    if spec.protocol == "grpc":  # gRPC on PORT, the HTTP APIs on their own port
+        values["protocol"] = spec.protocol
+        values["http_port"] = spec.http_port
+        if with_port:
+            values["port"] = spec.port
+    elif with_port:
         values["port"] = spec.port
         if spec.grpc_port:  # a second port: where the platform has room for one
             values["grpc_port"] = spec.grpc_port
@@ -158,7 +175,7 @@ def common_labels(spec: DeploySpec) -> dict[str, str]:
 
 def scrape_annotations(spec: DeploySpec) -> dict[str, str]:
     # The prometheus.io/* convention read by Prometheus' kubernetes_sd relabelling examples.
-    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(spec.port),
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(http_port(spec)),
             "prometheus.io/path": METRICS_PATH}
 
 

@@ -120,10 +120,11 @@ def model_copies(spec: BuildSpec) -> list[tuple[str, str]]:
 
 
 def healthcheck(spec: BuildSpec) -> tuple[str, str]:
-    """Options and exec-form command: /readyz on $PORT, with Python (the image has no curl)."""
-    probe = ("import os, urllib.request; urllib.request.urlopen("
-             f"'http://127.0.0.1:%s{routes.READINESS}' % os.environ.get('PORT', '8080'), "
-             "timeout=4)")
+    """Options and exec-form command: /readyz on the HTTP port ($PORT, or
+    $MKSERVE_HTTP_PORT when gRPC is first), with Python (the image has no curl)."""
+    probe = ("import os, urllib.request; e = os.environ; urllib.request.urlopen("
+             f"'http://127.0.0.1:%s{routes.READINESS}' % (e.get('MKSERVE_HTTP_PORT', '8081') "
+             "if e.get('MKSERVE_PROTOCOL') == 'grpc' else e.get('PORT', '8080')), timeout=4)")
     # The start period covers the model load, so a slow load is not "unhealthy".
     start_period = max(5, round(spec.startup_timeout_s))
     options = (f"--interval=15s --timeout=5s --start-period={start_period}s"

@@ -99,14 +99,21 @@ def start(engine: Engine, image: str, host_port: int | None = None,
     env = dict(environment or {})
     exposed = [int(p.split("/")[0]) for p in info.exposed_ports]
     port = int(env.get("PORT") or labels.get(L.PORT) or (exposed[0] if exposed else 8080))
+    ports: dict[int, int | None] = {port: host_port}
+    http_port = port
+    protocol = env.get(BY_NAME["protocol"].env) or labels.get(L.SETTING_LABELS["protocol"])
+    if protocol == "grpc":  # gRPC on the serving port; /readyz (and the HTTP APIs) beside it
+        http_port = int(env.get(BY_NAME["http_port"].env)
+                        or labels.get(L.SETTING_LABELS["http_port"]) or 8081)
+        ports[http_port] = None
     waits = stop_timeout(labels, env)
-    container = engine.run(image, ports={port: host_port}, environment=env, name=name,
+    container = engine.run(image, ports=ports, environment=env, name=name,
                            read_only=read_only, tmpfs={"/tmp": "rw,mode=1777"} if read_only
                            else None, stop_timeout=waits)
     try:
-        published = container.host_port(port)
+        published = container.host_port(http_port)
         if published is None:
-            raise EngineError(f"the engine did not publish port {port} of {image}")
+            raise EngineError(f"the engine did not publish port {http_port} of {image}")
         url = f"http://127.0.0.1:{published}"
         timeout = float(labels.get(L.STARTUP_TIMEOUT_S) or 300) + 30
         wait_ready(url, timeout, container)

@@ -43,15 +43,22 @@ class Target:
 
     @property
     def platform_tag(self) -> str:
-        # pip also accepts every older manylinux tag for this one.
         return f"manylinux_2_28_{self.arch}"
 
     @property
     def abi(self) -> str:
         return "cp" + self.python_version.replace(".", "")
 
+    @property
+    def platform_tags(self) -> list[str]:
+        """The tags a wheel may carry: pip takes a given --platform literally, so the older
+        manylinux generations the image's glibc also runs (grpcio ships manylinux2014
+        only) are named too."""
+        return [self.platform_tag, f"manylinux_2_17_{self.arch}", f"manylinux2014_{self.arch}"]
+
     def pip_args(self) -> list[str]:
-        return ["--only-binary=:all:", "--platform", self.platform_tag,
+        platforms = [arg for tag in self.platform_tags for arg in ("--platform", tag)]
+        return ["--only-binary=:all:", *platforms,
                 "--python-version", self.python_version, "--implementation", "cp",
                 "--abi", self.abi]
 
@@ -205,7 +212,8 @@ def _resolve(wheelhouse: Path, target: Target, requirements: list[str]) -> dict[
             raise WheelhouseError(
                 f"the wheelhouse {wheelhouse} cannot satisfy the image's requirements for "
                 f"{target}: {what}. Add the wheel (pip download --only-binary=:all: "
-                f"--platform {target.platform_tag} --python-version {target.python_version} "
+                f"{' '.join('--platform ' + t for t in target.platform_tags)} "
+                f"--python-version {target.python_version} "
                 f"-d {wheelhouse} '{missing or 'PACKAGE'}'), or pass --fill-wheelhouse to "
                 "let mkserve download it on this machine")
         report = json.loads(report_path.read_text())

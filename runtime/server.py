@@ -192,7 +192,7 @@ class Runtime(BaseApplication):
     def load_config(self) -> None:
         s, plan = self.settings, self.plan
         config = {
-            "bind": [f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.port}"],
+            "bind": [f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.http_listen_port}"],
             "workers": plan.workers,
             "worker_class": "mkserve.runtime.worker.EventLoopWorker",
             "threads": plan.threads,
@@ -231,7 +231,8 @@ class Runtime(BaseApplication):
         s, plan = self.settings, self.plan
         device = f"{plan.gpus} GPU(s)" if plan.gpus else "CPU"
         log.info("serving %s %s on http://%s:%d (%d workers x %d threads, %d intra-op threads, %s)",
-                 s.model_name or self.source.name, self.source.version, s.host, s.port,
+                 s.model_name or self.source.name, self.source.version, s.host,
+                 s.http_listen_port,
                  plan.workers, plan.threads, plan.intra_op_threads, device)
         for name in ("K_SERVICE", "K_REVISION", "K_CONFIGURATION"):
             if os.environ.get(name):
@@ -284,7 +285,7 @@ class Runtime(BaseApplication):
         # full collection no longer walks torch's and Flask's objects (a 40+ ms pause).
         gc.freeze()
         self.service.start()
-        if self.settings.grpc_port:  # grpcio is imported (and started) only when asked for
+        if self.settings.grpc_listen_port:  # grpcio is imported (and started) only if asked
             from .rpc.server import GrpcListener
 
             self._grpc = GrpcListener(self.service, metrics)

@@ -156,6 +156,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "MKSERVE_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
             "info", "Log level."),
     Setting("access_log", "MKSERVE_ACCESS_LOG", parse_bool, True, "Log one line per request."),
+    Setting("protocol", "MKSERVE_PROTOCOL", _choice("http", "grpc"), "http",
+            "What PORT serves: http (the HTTP APIs; gRPC on MKSERVE_GRPC_PORT when set) or "
+            "grpc (gRPC first, for one-port platforms: Knative, Cloud Run and KServe route "
+            "PORT as h2c; the HTTP APIs, probes and /metrics move to MKSERVE_HTTP_PORT).",
+            flag="--protocol", label="protocol"),
+    Setting("http_port", "MKSERVE_HTTP_PORT", _positive(int), 8081,
+            "With MKSERVE_PROTOCOL=grpc: the port of the HTTP APIs, probes and /metrics.",
+            label="http-port"),
     Setting("grpc_port", "MKSERVE_GRPC_PORT", _non_negative(int), 0,
             "Also serve gRPC on this port: TorchServe's InferenceAPIsService, KServe's "
             "GRPCInferenceService and grpc.health.v1 (0 = off: no gRPC at all).",
@@ -247,6 +255,8 @@ class RuntimeSettings:
     log_format: str = "json"
     log_level: str = "info"
     access_log: bool = True
+    protocol: str = "http"
+    http_port: int = 8081
     grpc_port: int = 0
     metrics_port: int = 0
     load_failure_grace_s: float = 2.0
@@ -257,6 +267,16 @@ class RuntimeSettings:
     warmup_file: str = ""
     max_archive_bytes: int = 20 * 1024**3
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def http_listen_port(self) -> int:
+        """Where the HTTP server listens: PORT, or MKSERVE_HTTP_PORT when gRPC is first."""
+        return self.http_port if self.protocol == "grpc" else self.port
+
+    @property
+    def grpc_listen_port(self) -> int:
+        """Where gRPC listens: PORT when it is first, else MKSERVE_GRPC_PORT (0: nowhere)."""
+        return self.port if self.protocol == "grpc" else self.grpc_port
 
     def replace(self, **changes: Any) -> RuntimeSettings:
         return dataclasses.replace(self, **changes)
@@ -302,6 +322,9 @@ def resolve(env: Mapping[str, str] | None = None,
                     warn(f"model-config.yaml {setting.model_config}={mc_value!r} ignored: {exc}")
         values[setting.name] = setting.default
         sources[setting.name] = "default"
+    if values["protocol"] == "grpc" and values["http_port"] == values["port"]:
+        problems.append(f"MKSERVE_HTTP_PORT={values['http_port']}: with MKSERVE_PROTOCOL=grpc "
+                        "gRPC takes PORT; give the HTTP APIs another port")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
     return RuntimeSettings(**values, sources=sources)

@@ -77,6 +77,10 @@ CASES: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
     # Built with --grpc-port: a second port where the platform has one.
     "grpc": ("ghcr.io/acme/classifier:1.2",
              {**CPU_LABELS, L.MODEL_VERSION: "1.2", L.SETTING_LABELS["grpc_port"]: "7070"}, {}),
+    # Built with --protocol grpc: gRPC on the one port the serverless platforms route.
+    "grpc-first": ("ghcr.io/acme/classifier:1.3",
+                   {**CPU_LABELS, L.MODEL_VERSION: "1.3", L.SETTING_LABELS["protocol"]: "grpc",
+                    L.SETTING_LABELS["http_port"]: "8081"}, {}),
 }
 
 
@@ -262,8 +266,8 @@ def test_startup_budget_covers_the_model_load_timeout(rendered: dict) -> None:
     for path, container in serving_containers(rendered):
         load_s = float(env_of(container)["MKSERVE_STARTUP_TIMEOUT"])
         probe = container.get("startupProbe")
-        if probe:
-            assert probe["httpGet"]["path"] == "/readyz"  # started = the model is loaded
+        if probe:  # started = the model is loaded: /readyz, or grpc.health.v1 (the same)
+            assert probe.get("httpGet", {}).get("path") == "/readyz" or "grpc" in probe
             assert probe["failureThreshold"] * probe["periodSeconds"] >= load_s, path
         else:  # Knative and KServe: the per-revision progress deadline is the budget
             annotations = (one(rendered, path)["spec"].get("template", {}).get("metadata", {})
@@ -348,6 +352,8 @@ def test_auto_workers_follow_the_rendered_cpu_limit() -> None:
 
 
 def test_the_image_port_is_the_port_everywhere(case: str, rendered: dict) -> None:
+    if CASES[case][1].get(L.SETTING_LABELS["protocol"]) == "grpc":
+        return  # the HTTP port moves: test_a_grpc_first_image_serves_grpc_on_the_routed_port
     port = int(CASES[case][1][L.PORT])
     grpc_port = int(CASES[case][1].get(L.SETTING_LABELS["grpc_port"], 0))
     seen = 0
@@ -727,3 +733,31 @@ def test_a_grpc_image_gets_its_second_port_where_the_platform_has_one() -> None:
         if path.startswith(("knative", "cloudrun", "kserve")):
             assert [p["containerPort"] for p in served["ports"]] == [8080], path
             assert env_of(served)["MKSERVE_GRPC_PORT"] == "0", path
+
+
+def test_a_grpc_first_image_serves_grpc_on_the_routed_port() -> None:
+    rendered = {path: [d for d in yaml.safe_load_all(text) if d is not None]
+                for path, text in deploy_render.render_files(spec_for("grpc-first")).items()}
+    for path, container in serving_containers(rendered):
+        env = env_of(container)
+        assert env["MKSERVE_PROTOCOL"] == "grpc" and env["MKSERVE_HTTP_PORT"] == "8081", path
+        if path.startswith(("knative", "cloudrun", "kserve")):
+            # One port, cleartext HTTP/2, probed with grpc.health.v1.
+            assert container["ports"] == [{"name": "h2c", "containerPort": 8080,
+                                           **({"protocol": "TCP"} if "kserve" in path
+                                              else {})}], path
+            probes = [p for p in ("readinessProbe", "livenessProbe", "startupProbe")
+                      if p in container]
+            assert probes and all(container[p]["grpc"] == {"port": 8080} for p in probes), path
+        else:
+            assert {p["name"]: p["containerPort"] for p in container["ports"]} == \
+                {"http": 8081, "grpc": 8080}, path
+            assert container["readinessProbe"]["httpGet"]["port"] == "http"
+    service = one(rendered, "kubernetes/service.yaml")["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in service] == [("http", 8081), ("grpc", 8080)]
+    knative = one(rendered, "knative/service.yaml")["spec"]["template"]["metadata"]
+    assert knative["annotations"]["prometheus.io/port"] == "8081"  # /metrics is HTTP
+    compose = one(rendered, "docker-compose.yaml")
+    model = next(s for n, s in compose["services"].items() if n != "prometheus")
+    assert model["ports"] == ["8081:8081", "8080:8080"]
+    assert "127.0.0.1:8081/readyz" in model["healthcheck"]["test"][-1]

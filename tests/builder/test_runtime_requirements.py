@@ -57,8 +57,9 @@ def test_every_module_the_runtime_imports_is_installed_in_the_image():
     missing = {m for m in third_party
                if not {canonical(d) for d in owners.get(m, [m])} & installed}
     # Imported only where present (optional backends), never needed to serve; psutil only
-    # by ts.metrics.system_metrics' functions, for handlers that call them.
+    # by ts.metrics.system_metrics' functions, for handlers that call them; grpc_tools only
+    # when the package is built (rpc/stubs.generate, called by setup.py).
     optional = {"pynvml", "numpy", "torchvision", "torchaudio", "torchtext", "PIL",
                 "captum", "transformers", "onnxruntime", "intel_extension_for_pytorch",
-                "psutil"}
+                "psutil", "grpc_tools"}
     assert missing - optional == set(), missing

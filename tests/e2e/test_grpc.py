@@ -400,3 +400,51 @@ def test_the_benchmarks_grpc_load_drives_a_server(doubling: Any) -> None:
     result = run_grpc(port, "plain", b"[1, 2]", connections=3, duration=1.0)
     assert result.requests > 0 and result.non_2xx == 0
     assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
+
+
+def test_grpc_first_serves_grpc_on_port_and_http_beside_it(tmp_path: Path) -> None:
+    """MKSERVE_PROTOCOL=grpc (Knative's and Cloud Run's h2c port): PORT is gRPC's,
+    the HTTP APIs, probes and /metrics answer on MKSERVE_HTTP_PORT."""
+    http_port = free_port()
+    with Server(plain_model(tmp_path / "model", DOUBLE), tmp_path,
+                env={"MKSERVE_HTTP_PORT": str(http_port)},
+                args=("--protocol", "grpc", "--workers", "1")) as server:
+        server.url = f"http://127.0.0.1:{http_port}"
+        server.wait_ready()
+        assert server.post("/predictions/plain", json=[2]).json() == [4]
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            answer = TS_GRPC.InferenceAPIsServiceStub(channel).Predictions(
+                TS.PredictionsRequest(model_name="plain", input={"body": b"[3]"}), timeout=10)
+            assert json.loads(answer.prediction) == [6]
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+        server.terminate()
+
+
+SLOW_LOAD = '''
+import time
+
+time.sleep(4)  # a model that takes a while to load
+
+
+def handle(data, context):
+    return None if data is None else [1 for _ in data]
+'''
+
+
+def test_while_loading_calls_are_unavailable_and_health_not_serving(tmp_path: Path) -> None:
+    port = free_port()
+    with Server(plain_model(tmp_path / "model", SLOW_LOAD), tmp_path,
+                args=("--grpc-port", str(port), "--workers", "1")) as server:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert server.get("/readyz").status_code == 503
+            code, details = _code(lambda: _predict(
+                TS_GRPC.InferenceAPIsServiceStub(channel), {"id": 1}, timeout=5))
+            assert code == grpc.StatusCode.UNAVAILABLE and "loading" in details
+        server.wait_ready()
+        server.terminate()

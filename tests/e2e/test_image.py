@@ -106,6 +106,34 @@ def test_guide_classifier_answers_from_the_container(classifier: Built, images: 
                          metrics.text, re.MULTILINE), metrics.text[:2000]
 
 
+def test_the_image_serves_grpc_first_when_run_so(classifier: Built, engine: Any) -> None:
+    """MKSERVE_PROTOCOL=grpc in the container (as a Knative h2c port runs it): `mkserve
+    run`'s start publishes the gRPC port and the HTTP one beside it, waits on /readyz
+    there, and the guide's request answers over TorchServe's gRPC API."""
+    import grpc
+    from mkserve.builder.run import start
+    from mkserve.runtime.rpc import stubs
+
+    started = start(engine, classifier.tag, environment={"MKSERVE_PROTOCOL": "grpc"})
+    try:
+        assert requests.get(f"{started.url}/readyz", timeout=10).status_code == 200
+        grpc_port = started.container.host_port(started.port)
+        modules = stubs.load()
+        pb, pb_grpc = modules["torchserve_inference_pb2"], \
+            modules["torchserve_inference_pb2_grpc"]
+        body = (EXAMPLES_DIR / "classifier" / "input.json").read_bytes()
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            answer = pb_grpc.InferenceAPIsServiceStub(channel).Predictions(
+                pb.PredictionsRequest(model_name="classifier", input={"body": body}),
+                timeout=30)
+        http = requests.post(f"{started.url}/predictions/classifier", data=body,
+                             headers={"Content-Type": "application/json"}, timeout=30)
+        assert json.loads(answer.prediction) == http.json()
+    finally:
+        started.container.stop(timeout=10)
+        started.container.remove()
+
+
 def test_build_summary_reports_size_and_layers(classifier: Built, engine: Any) -> None:
     info = engine.inspect(classifier.tag)
     match = re.search(r"size:\s+([\d.]+) MB \((\d+) bytes\)", classifier.stdout)

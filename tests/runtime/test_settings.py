@@ -28,6 +28,15 @@ def test_bad_env_values_are_all_reported_with_their_meaning():
     assert "\n" not in text  # one line
 
 
+def test_grpc_first_moves_http_to_its_own_port():
+    plain = resolve({"PORT": "9000", "MKSERVE_GRPC_PORT": "7070"}, {})
+    assert (plain.http_listen_port, plain.grpc_listen_port) == (9000, 7070)
+    first = resolve({"PORT": "9000", "MKSERVE_PROTOCOL": "grpc"}, {})
+    assert (first.http_listen_port, first.grpc_listen_port) == (8081, 9000)
+    with pytest.raises(SettingsError, match="MKSERVE_HTTP_PORT=9000"):
+        resolve({"PORT": "9000", "MKSERVE_PROTOCOL": "grpc", "MKSERVE_HTTP_PORT": "9000"}, {})
+
+
 def test_bad_model_config_value_warns_and_falls_back():
     warnings: list[str] = []
     s = resolve({}, {"batchSize": "lots", "deviceType": "gpu"}, warn=warnings.append)
