@@ -35,7 +35,7 @@ def measure(archive: str, body: bytes, threads: int, batch: int, duration: float
     from mkserve.runtime.service import set_jit_optimize
     from mkserve.runtime.settings import BY_NAME, resolve
     from mkserve.runtime.source import open_source
-    from mkserve.runtime.ts.context import Context, RequestInfo
+    from mkserve.runtime.ts.context import Context, RequestProcessor
 
     workdir = tempfile.mkdtemp(prefix="mkserve-inproc-")
     try:
@@ -56,7 +56,7 @@ def measure(archive: str, body: bytes, threads: int, batch: int, duration: float
 
         def run(n: int) -> None:
             rows = [{"body": payload} for _ in range(n)]
-            context._begin_batch([RequestInfo(f"r{i}", {}) for i in range(n)])
+            context._begin_batch([RequestProcessor(f"r{i}", {}) for i in range(n)])
             with cpu_autocast():
                 out = handle(rows, context)
             if not isinstance(out, list) or len(out) != n:

@@ -103,6 +103,12 @@ def serve(
     settings = {**mapped, **{k: v for k, v in flags.items() if v is not None}}
     settings.setdefault("port", 8080)
     check_port_free(host, int(settings["port"]))
+    if settings.get("protocol") == "grpc":  # the HTTP APIs move beside gRPC
+        from mkserve.runtime.settings import read as read_setting
+
+        check_port_free(host, int(read_setting("http_port")), "MKSERVE_HTTP_PORT")
+    elif settings.get("grpc_port"):
+        check_port_free(host, int(settings["grpc_port"]), "--grpc-port")
     exec_runtime(serve_env(str(source), settings))
 
 

@@ -34,8 +34,9 @@ def exec_runtime(env: Mapping[str, str]) -> None:
     os.execvpe(argv[0], argv, dict(env))
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Refuse at once, with the flag to change, a port another process listens on."""
+def check_port_free(host: str, port: int, flag: str = "--port") -> None:
+    """Refuse at once, with the flag to change, a port another process listens on (the
+    gRPC listener shares its port with SO_REUSEPORT, so another server's is refused too)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -44,10 +45,10 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise UsageError(f"port {port} on {host} is already in use (another server?); "
-                                 "pass --port with a free one, e.g. --port "
+                                 f"pass {flag} with a free one, e.g. {flag} "
                                  f"{free_port(host, family)}") from None
             if exc.errno == errno.EACCES:
-                raise UsageError(f"port {port} needs privileges on this machine; pass --port "
+                raise UsageError(f"port {port} needs privileges on this machine; pass {flag} "
                                  "1024 or above") from None
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 

@@ -314,9 +314,9 @@ class ModelService:
         return autocast(self.settings.precision, "cuda" if self.gpu_id is not None else "cpu")
 
     def _execute(self, jobs: list[Job]) -> list[Outcome]:
-        from .ts.context import RequestInfo
+        from .ts.context import RequestProcessor
 
-        infos = [RequestInfo(j.request_id, j.headers) for j in jobs]
+        infos = [RequestProcessor(j.request_id, j.headers) for j in jobs]
         context = self._context
         context._begin_batch(infos)
 

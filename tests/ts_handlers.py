@@ -39,6 +39,16 @@ class Case:
     extra_files: tuple[str, ...] = ()
 
 
+def same_body(ours: str, theirs: str) -> bool:
+    """Equal as JSON when both are JSON (TorchServe indents; mkserve does not), else as text."""
+    import json
+
+    try:
+        return bool(json.loads(ours) == json.loads(theirs))
+    except ValueError:
+        return ours == theirs
+
+
 def archive_case(case: Case, work: Path) -> Path:
     """The case's archive, made by the real torch-model-archiver under work/store."""
     from archives import archive_handler

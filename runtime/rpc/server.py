@@ -101,6 +101,8 @@ class GrpcListener:
         self.health = ReadinessHealth(service)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.stopped = threading.Event()
+        self._stopping = threading.Lock()
+        self._stop_started = False
 
     def start(self) -> None:
         if self.server.add_insecure_port(self.address) == 0:
@@ -111,7 +113,14 @@ class GrpcListener:
                  OPEN_INFERENCE)
 
     def stop(self, grace: float) -> None:
-        """Refuse new calls now; those in flight get `grace` seconds to finish."""
-        self.health.stop()
-        self.server.stop(grace).wait(grace + 1.0)
-        self.stopped.set()
+        """Refuse new calls now; those in flight get `grace` seconds to finish. Once:
+        a second caller (the worker's exit after SIGTERM's drain) waits for the first."""
+        with self._stopping:
+            first = not self._stop_started
+            self._stop_started = True
+        if first:
+            self.health.stop()
+            self.server.stop(grace).wait(grace + 1.0)
+            self.stopped.set()
+        else:
+            self.stopped.wait(grace + 1.0)

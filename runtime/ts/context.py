@@ -59,9 +59,6 @@ class RequestProcessor:
         return self.response_headers.get(key)
 
 
-RequestInfo = RequestProcessor  # the runtime's name for it
-
-
 class Context:
     """Model, worker and per-batch request information for a handler.
 
@@ -86,7 +83,7 @@ class Context:
         }
         self.metrics = metrics
         self.model_yaml_config = model_yaml_config or {}
-        self._requests: list[RequestInfo] = []
+        self._requests: list[RequestProcessor] = []
         # Set by LLM handlers for their generation loop; mkserve only keeps it for them.
         self.stopping_criteria: Any = None
         # Streaming: the runtime sets this while a batch runs (send_intermediate_predict_response).
@@ -102,10 +99,10 @@ class Context:
         return {idx: r.request_id for idx, r in enumerate(self._requests)}
 
     @property
-    def request_processor(self) -> list[RequestInfo]:
+    def request_processor(self) -> list[RequestProcessor]:
         return self._requests
 
-    def _begin_batch(self, requests: list[RequestInfo]) -> None:
+    def _begin_batch(self, requests: list[RequestProcessor]) -> None:
         self._requests = requests
 
     # -- per request ------------------------------------------------------

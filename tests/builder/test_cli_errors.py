@@ -101,6 +101,17 @@ def test_a_port_in_use_is_named_with_the_flag_to_change(tmp_path: Path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
     assert "--port" in done.stderr
+    with socket.socket() as taken:  # gRPC's port too: SO_REUSEPORT would share it silently
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with socket.socket() as spare:
+            spare.bind(("127.0.0.1", 0))
+            http_port = spare.getsockname()[1]
+        done = mkserve("serve", str(archive), "--port", str(http_port), "--grpc-port", str(port))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert "pass --grpc-port with a free one" in done.stderr
 
 
 def test_a_model_store_with_one_archive_stands_for_it(tmp_path: Path):

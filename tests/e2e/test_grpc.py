@@ -1,9 +1,9 @@
-"""gRPC on MKSERVE_GRPC_PORT, against real `mkserve serve` process trees.
-
-TorchServe's InferenceAPIsService is compared with answers recorded from a real
-TorchServe 0.12 (tests/recorded/torchserve-grpc-answers.json, made by
+"""gRPC on MKSERVE_GRPC_PORT, against real `mkserve serve` process trees: TorchServe's
+InferenceAPIsService compared with answers recorded from a real TorchServe 0.12
+(tests/recorded/torchserve-grpc-answers.json, made by
 tests/recorded/record_torchserve_grpc.py with stubs from TorchServe's own
-inference.proto); KServe's GRPCInferenceService with mkserve's own REST V2 route.
+inference.proto), and the listener's life: deadlines, shedding, SIGTERM, loading,
+the setting off, gRPC first. KServe's service: test_grpc_kserve.py.
 """
 from __future__ import annotations
 
@@ -12,26 +12,22 @@ import json
 import os
 import re
 import signal
-import struct
 import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import empty_pb2
 from grpc_cases import GRPC_CASES, GrpcCase, build_archive, send
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from mkserve.runtime.rpc import stubs
+from grpc_support import DOUBLE, TS, TS_GRPC, call_code, grpc_server, predict
 from server import Server, free_port, plain_model
+from ts_handlers import same_body
 
 pytestmark = pytest.mark.slow
 
 RECORDED = json.loads((Path(__file__).parent.parent / "recorded" /
                        "torchserve-grpc-answers.json").read_text())
-STUBS = stubs.load()
-TS, TS_GRPC = STUBS["torchserve_inference_pb2"], STUBS["torchserve_inference_pb2_grpc"]
-V2, V2_GRPC = STUBS["open_inference_pb2"], STUBS["open_inference_pb2_grpc"]
 
 # Where mkserve answers with another status than TorchServe 0.12 (README, "What differs"),
 # by the first line of TorchServe's details: the statuses the gRPC issue specifies.
@@ -40,19 +36,6 @@ OTHER_STATUS = {
     "Model version": {"NOT_FOUND"},  # TorchServe: INTERNAL
     "Prediction failed": {"INVALID_ARGUMENT", "INTERNAL"},  # TorchServe: UNAVAILABLE
 }
-
-
-def grpc_server(source: Path, work: Path, *args: str) -> tuple[Server, int]:
-    port = free_port()
-    server = Server(source, work, args=("--grpc-port", str(port), *args)).wait_ready()
-    return server, port
-
-
-def same(ours: str, theirs: str) -> bool:
-    try:
-        return bool(json.loads(ours) == json.loads(theirs))
-    except ValueError:
-        return ours == theirs
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +62,7 @@ def test_torchserve_grpc_clients_get_torchserve_answers(case: GrpcCase, served: 
         ours = send(TS, TS_GRPC, port, model, call)
         assert len(ours["responses"]) == len(theirs["responses"]), (call, ours, theirs)
         for mine, recorded in zip(ours["responses"], theirs["responses"], strict=True):
-            assert same(mine, recorded), (call, mine, recorded)
+            assert same_body(mine, recorded), (call, mine, recorded)
         first_line = theirs["details"].split("\n", 1)[0]
         if theirs["code"] == "OK" or first_line == "Worker died.":
             # TorchServe ends a stream from a non-streaming handler with INTERNAL after the
@@ -104,137 +87,7 @@ def test_streamed_parts_arrive_as_they_are_made(served: Any) -> None:
     assert all(later - earlier > 0.25 for earlier, later in itertools.pairwise(times))
 
 
-DOUBLE = '''
-import itertools
-import json
-
-
-def handle(data, context):
-    if data is None:
-        return None
-    out = []
-    for row in data:
-        body = row.get("body")
-        if isinstance(body, (bytes, bytearray)):  # over gRPC's Predictions
-            body = json.loads(body)
-        if isinstance(body, dict) and body.get("fail"):
-            raise RuntimeError("the handler gave up at /secret/path")
-        out.append([v * 2 for v in body] if isinstance(body, list) else body)
-    return out
-'''
-
-
-@pytest.fixture(scope="module")
-def doubling(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    work = tmp_path_factory.mktemp("grpc-v2")
-    server, port = grpc_server(plain_model(work / "model", DOUBLE), work, "--workers", "1")
-    yield server, port
-    server.terminate()
-
-
-def _v2(port: int) -> tuple[grpc.Channel, Any]:
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    return channel, V2_GRPC.GRPCInferenceServiceStub(channel)
-
-
-def test_every_open_inference_rpc_answers(doubling: Any) -> None:
-    server, port = doubling
-    channel, stub = _v2(port)
-    with channel:
-        assert stub.ServerLive(V2.ServerLiveRequest()).live is True
-        assert stub.ServerReady(V2.ServerReadyRequest()).ready is True
-        assert stub.ModelReady(V2.ModelReadyRequest(name="plain")).ready is True
-        metadata = stub.ServerMetadata(V2.ServerMetadataRequest())
-        assert metadata.name == server.get("/v2").json()["name"]
-        model = stub.ModelMetadata(V2.ModelMetadataRequest(name="plain"))
-        rest = server.get("/v2/models/plain").json()
-        assert (model.name, list(model.versions), model.platform) == \
-            (rest["name"], rest["versions"], rest["platform"])
-        with pytest.raises(grpc.RpcError) as missing:
-            stub.ModelReady(V2.ModelReadyRequest(name="other"))
-        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-@pytest.mark.parametrize(("datatype", "code", "values"), [
-    ("FP32", "f", [0.5, 1.5, -2.0, 4.0, 8.25, 3.0]),
-    ("INT64", "q", [1, -2, 3, 2**40, 5, 6]),
-])
-def test_model_infer_with_raw_tensors_answers_as_the_rest_route(
-        doubling: Any, datatype: str, code: str, values: list[Any]) -> None:
-    server, port = doubling
-    rest = server.post("/v2/models/plain/infer", json={"id": "r1", "inputs": [
-        {"name": "x", "shape": [2, 3], "datatype": datatype, "data": values}]}).json()
-    channel, stub = _v2(port)
-    with channel:
-        raw = stub.ModelInfer(V2.ModelInferRequest(
-            model_name="plain", id="r1",
-            inputs=[V2.ModelInferRequest.InferInputTensor(name="x", datatype=datatype,
-                                                          shape=[2, 3])],
-            raw_input_contents=[struct.pack(f"<6{code}", *values)]), timeout=10)
-    assert raw.id == "r1" and raw.model_name == "plain"
-    [tensor] = raw.outputs
-    [expected] = rest["outputs"]
-    assert (tensor.name, tensor.datatype, list(tensor.shape)) == \
-        (expected["name"], expected["datatype"], expected["shape"])
-    count = len(expected["data"])
-    decoded = list(struct.unpack(f"<{count}{code}", raw.raw_output_contents[0]))
-    assert decoded == expected["data"] == [v * 2 for v in values]
-
-
-def test_model_infer_with_typed_contents(doubling: Any) -> None:
-    _, port = doubling
-    channel, stub = _v2(port)
-    with channel:
-        answer = stub.ModelInfer(V2.ModelInferRequest(model_name="plain", inputs=[
-            V2.ModelInferRequest.InferInputTensor(
-                name="x", datatype="INT32", shape=[1, 2],
-                contents=V2.InferTensorContents(int_contents=[3, 4]))]), timeout=10)
-    assert not answer.raw_output_contents
-    assert list(answer.outputs[0].contents.int64_contents) == [6, 8]
-
-
-def _code(call: Any) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as failure:
-        call()
-    return failure.value.code(), failure.value.details()
-
-
-def test_errors_are_grpc_statuses_without_tracebacks(doubling: Any) -> None:
-    server, port = doubling
-    channel, stub = _v2(port)
-    with channel:
-        tensor = V2.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[2])
-        code, details = _code(lambda: stub.ModelInfer(V2.ModelInferRequest(
-            model_name="plain", inputs=[tensor], raw_input_contents=[b"\0" * 7])))
-        assert code == grpc.StatusCode.INVALID_ARGUMENT and "7 raw bytes" in details
-        code, _ = _code(lambda: stub.ModelInfer(V2.ModelInferRequest(
-            model_name="other", inputs=[tensor], raw_input_contents=[b"\0" * 8])))
-        assert code == grpc.StatusCode.NOT_FOUND
-        ts = TS_GRPC.InferenceAPIsServiceStub(channel)
-        code, details = _code(lambda: ts.Predictions(TS.PredictionsRequest(
-            model_name="plain", input={"body": b'{"fail": true}'})))
-        assert code == grpc.StatusCode.INTERNAL
-        assert details.startswith("Prediction failed")
-        assert "/secret/path" not in details and "Traceback" not in details
-        code, _ = _code(lambda: ts.Predictions(TS.PredictionsRequest(model_name="plain")))
-        assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert server.post("/predictions/plain", json=[1]).status_code == 200  # still serving
-
-
-def test_health_follows_readiness(doubling: Any) -> None:
-    _, port = doubling
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "inference.GRPCInferenceService",
-                        "org.pytorch.serve.grpc.inference.InferenceAPIsService"):
-            answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-            assert answer.status == health_pb2.HealthCheckResponse.SERVING
-        ping = TS_GRPC.InferenceAPIsServiceStub(channel).Ping(empty_pb2.Empty(), timeout=5)
-        assert json.loads(ping.health) == {"status": "Healthy"}
-
-
 SLOW = '''
-import itertools
 import json
 import os
 import time
@@ -267,11 +120,6 @@ def slow(tmp_path: Path) -> Any:
     server.terminate()
 
 
-def _predict(stub: Any, body: dict[str, Any], timeout: float = 30) -> Any:
-    return stub.Predictions(TS.PredictionsRequest(
-        model_name="plain", input={"body": json.dumps(body).encode()}), timeout=timeout)
-
-
 def test_a_deadline_shorter_than_the_wait_is_deadline_exceeded_and_never_runs(slow: Any,
                                                                               ) -> None:
     _, port, ran = slow
@@ -280,10 +128,10 @@ def test_a_deadline_shorter_than_the_wait_is_deadline_exceeded_and_never_runs(sl
         busy = stub.Predictions.future(TS.PredictionsRequest(
             model_name="plain", input={"body": b'{"id": "busy", "sleep": 1.0}'}), timeout=30)
         time.sleep(0.3)  # the model is busy with "busy" now
-        code, _ = _code(lambda: _predict(stub, {"id": "late"}, timeout=0.2))
+        code, _ = call_code(lambda: predict(stub, {"id": "late"}, timeout=0.2))
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED
         assert json.loads(busy.result().prediction) == {"id": "busy"}
-        _predict(stub, {"id": "after"})
+        predict(stub, {"id": "after"})
     assert ran.read_text().split() == ["busy", "after"]  # "late" never ran
 
 
@@ -369,39 +217,6 @@ def _listening_ports(pids: list[int]) -> set[int]:
     return ports
 
 
-
-def test_grpc_calls_are_logged_and_counted_with_their_protocol(doubling: Any) -> None:
-    server, port = doubling
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = TS_GRPC.InferenceAPIsServiceStub(channel)
-        stub.Predictions(TS.PredictionsRequest(model_name="plain", input={"body": b"[1]"}),
-                         metadata=(("x-request-id", "grpc-call-1"),), timeout=10)
-    metrics = server.get("/metrics").text
-    counted = [line for line in metrics.splitlines()
-               if line.startswith("mkserve_responses_total{") and 'protocol="grpc"' in line]
-    assert counted and 'status="200"' in counted[0], metrics
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = [json.loads(line) for line in server.log().splitlines()
-                 if line.startswith("{") and "grpc-call-1" in line]
-        if lines:
-            break
-        time.sleep(0.1)
-    [line] = lines
-    assert line["message"] == \
-        "GRPC /org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions OK"
-    assert line["status"] == "OK" and line["duration_ms"] >= 0
-
-
-def test_the_benchmarks_grpc_load_drives_a_server(doubling: Any) -> None:
-    from mkserve.bench.grpcload import run_grpc
-
-    _, port = doubling
-    result = run_grpc(port, "plain", b"[1, 2]", connections=3, duration=1.0)
-    assert result.requests > 0 and result.non_2xx == 0
-    assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
-
-
 def test_grpc_first_serves_grpc_on_port_and_http_beside_it(tmp_path: Path) -> None:
     """MKSERVE_PROTOCOL=grpc (Knative's and Cloud Run's h2c port): PORT is gRPC's,
     the HTTP APIs, probes and /metrics answer on MKSERVE_HTTP_PORT."""
@@ -443,7 +258,7 @@ def test_while_loading_calls_are_unavailable_and_health_not_serving(tmp_path: Pa
                 health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
             assert server.get("/readyz").status_code == 503
-            code, details = _code(lambda: _predict(
+            code, details = call_code(lambda: predict(
                 TS_GRPC.InferenceAPIsServiceStub(channel), {"id": 1}, timeout=5))
             assert code == grpc.StatusCode.UNAVAILABLE and "loading" in details
         server.wait_ready()

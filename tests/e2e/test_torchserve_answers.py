@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from server import Server
-from ts_handlers import CASES, Call, Case, archive_case
+from ts_handlers import CASES, Call, Case, archive_case, same_body
 
 RECORDED = json.loads((Path(__file__).resolve().parents[1] / "recorded"
                        / "torchserve-answers.json").read_text())
@@ -80,14 +80,6 @@ def same_series(ours: str, theirs: str) -> None:
     missing = {name: labels for name, labels in its.items()
                if name not in mine or not labels <= mine[name]}
     assert missing == {}, {name: mine.get(name) for name in missing}
-
-
-def same_body(ours: str, theirs: str) -> bool:
-    """Equal as JSON when both are JSON (TorchServe indents; mkserve does not), else as text."""
-    try:
-        return bool(json.loads(ours) == json.loads(theirs))
-    except ValueError:
-        return ours == theirs
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from mkserve.runtime.ts.context import Context, RequestInfo
+from mkserve.runtime.ts.context import Context, RequestProcessor
 from mkserve.runtime.ts.metrics import CachingMetric, Dimension, HandlerMetrics, MetricTypes
 from mkserve.runtime.ts.torch_handler import _requirements
 from mkserve.runtime.ts.torch_handler.base_handler import BaseHandler
@@ -29,6 +29,7 @@ from mkserve.runtime.ts.utils.util import (
     map_class_to_label,
 )
 from tiny_models import Linear3
+from ts_handlers import NET
 
 # TorchServe archives are TorchScript; torch's deprecation notice for scripting is expected.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -52,7 +53,7 @@ def make_context(model_dir: Path, metrics: Any = None, **model: str) -> Context:
                                                **model}}
     context = Context("m", str(model_dir), manifest, batch_size=4, gpu=None,
                       mms_version="0.1.0", metrics=metrics)
-    context._begin_batch([RequestInfo(f"r{i}", {}) for i in range(len(X))])
+    context._begin_batch([RequestProcessor(f"r{i}", {}) for i in range(len(X))])
     return context
 
 
@@ -257,7 +258,7 @@ def test_explain_header_routes_to_get_insights(tmp_path: Path) -> None:
 
     torch.jit.script(Linear3()).save(str(tmp_path / "model.pt"))
     context = make_context(tmp_path, serializedFile="model.pt")
-    context._begin_batch([RequestInfo("r0", {"explain": "True"})])
+    context._begin_batch([RequestProcessor("r0", {"explain": "True"})])
     handler = Explained()
     handler.initialize(context)
     assert handler.handle([{"body": [1, 2, 3], "target": 1}], context) == [
@@ -499,7 +500,7 @@ def config_context(model_dir: Path, serialized: str, config: dict[str, Any]) -> 
                                                "serializedFile": serialized}}
     context = Context("m", str(model_dir), manifest, batch_size=4, gpu=None,
                       mms_version="0.1.0", model_yaml_config=config)
-    context._begin_batch([RequestInfo(f"r{i}", {}) for i in range(len(X))])
+    context._begin_batch([RequestProcessor(f"r{i}", {}) for i in range(len(X))])
     return context
 
 
@@ -507,18 +508,7 @@ def served_rows(handler: BaseHandler, context: Context) -> list[list[float]]:
     return handler.handle(rows(X), context)
 
 
-EAGER_MODEL = """
-import torch
-
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = torch.nn.Linear(3, 2)
-
-    def forward(self, x):
-        return self.fc(x)
-"""
+EAGER_MODEL = NET  # model.py of a Linear(3, 2), as the recorded cases use
 
 
 def eager_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> torch.nn.Module:
