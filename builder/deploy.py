@@ -280,8 +280,7 @@ def _complete(base: Mapping[str, Any], overrides: Mapping[str, Any],
     values.setdefault("gpu_type", "nvidia-l4")
     values.setdefault("name", k8s_name(str(values["model_name"])))
     if not values.get("host_port"):  # the HTTP port's own number
-        values["host_port"] = values["http_port"] if values.get("protocol") == "grpc" \
-            else values["port"]
+        values["host_port"] = values["http_port" if values.get("protocol") == "grpc" else "port"]
     problems = _check_quantities(values)
     if problems:
         raise UsageError("invalid deploy values: " + "; ".join(problems))

@@ -60,7 +60,7 @@ def register_kserve(app: Flask, service: ServedModel, predict: Predict) -> None:
     app.after_request(_kserve_error_shape)
 
 
-def _check_model(service: ServedModel, model: str, version: str | None = None) -> None:
+def check_model(service: ServedModel, model: str, version: str | None = None) -> None:
     name = service.model_name
     if model != name:
         raise NotFound(f"model {model!r} is not served here; this server serves {name!r}")
@@ -83,7 +83,7 @@ def _v1_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
 
     @app.get("/v1/models/<model>")
     def v1_model_ready(model: str) -> Response:
-        _check_model(service, model)
+        check_model(service, model)
         if not service.ready:
             return _not_ready(service, {"name": name, "ready": False})
         return _json({"name": name, "ready": True})
@@ -97,7 +97,7 @@ def _v1_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
         return v1_answer(model, "explanations", EXPLAIN)
 
     def v1_answer(model: str, key: str, extra: dict[str, str] | None = None) -> Response:
-        _check_model(service, model)
+        check_model(service, model)
         if service.settings.service_envelope:
             return _enveloped(predict, extra)
         instances = _instances(parse_json(request.get_data(cache=False)))
@@ -126,14 +126,14 @@ def _v2_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
     @app.get("/v2/models/<model>")
     @app.get("/v2/models/<model>/versions/<version>")
     def v2_model(model: str, version: str | None = None) -> Response:
-        _check_model(service, model, version)
+        check_model(service, model, version)
         return _json({"name": name, "versions": [service.model_version], "platform": PLATFORM,
                       "inputs": [], "outputs": []})
 
     @app.get("/v2/models/<model>/ready")
     @app.get("/v2/models/<model>/versions/<version>/ready")
     def v2_model_ready(model: str, version: str | None = None) -> Response:
-        _check_model(service, model, version)
+        check_model(service, model, version)
         if not service.ready:
             return _not_ready(service, {"name": name, "ready": False})
         return _json({"name": name, "ready": True})
@@ -150,7 +150,7 @@ def _v2_routes(app: Flask, service: ServedModel, predict: Predict) -> None:
 
     def v2_answer(model: str, version: str | None, extra: dict[str, str] | None = None,
                   ) -> Response:
-        _check_model(service, model, version)
+        check_model(service, model, version)
         if service.settings.service_envelope:
             return _enveloped(predict, extra)
         if "Inference-Header-Content-Length" in request.headers:

@@ -7,27 +7,17 @@ from typing import Any
 import grpc
 
 from .. import __version__
-from ..errors import NotFound, ServingError
-from ..kserve import PLATFORM, SERVER_NAME
+from ..errors import ServingError
+from ..kserve import PLATFORM, SERVER_NAME, check_model
 from ..kserve_v2 import build_outputs, check_output_request, parse_request, to_rows
-from ..service import ModelService
 from . import tensors
 from .calls import Calls, first_error
-
-
-def _check_model(service: ModelService, model: str, version: str) -> None:
-    name = service.model_name
-    if model != name:
-        raise NotFound(f"model {model!r} is not served here; this server serves {name!r}")
-    if version and version != service.model_version:
-        raise NotFound(f"version {version!r} of {name} is not served here; this server "
-                       f"serves version {service.model_version}")
 
 
 def _model_infer(calls: Calls, pb: Any, request: Any, context: grpc.ServicerContext) -> Any:
     """ModelInfer as POST /v2/models/{m}/infer answers it; raw tensors answer raw."""
     service = calls.service
-    _check_model(service, request.model_name, request.model_version)
+    check_model(service, request.model_name, request.model_version or None)
     body = tensors.request_body(request)
     response = pb.ModelInferResponse(model_name=service.model_name,
                                      model_version=service.model_version)
@@ -65,7 +55,7 @@ def open_inference_servicer(calls: Calls, pb: Any, pb_grpc: Any) -> Any:
 
         def ModelReady(self, request: Any, context: Any) -> Any:
             try:
-                _check_model(service, request.name, request.version)
+                check_model(service, request.name, request.version or None)
             except ServingError as exc:
                 calls.abort(context, exc)
             return pb.ModelReadyResponse(ready=service.ready)
@@ -76,7 +66,7 @@ def open_inference_servicer(calls: Calls, pb: Any, pb_grpc: Any) -> Any:
 
         def ModelMetadata(self, request: Any, context: Any) -> Any:
             try:
-                _check_model(service, request.name, request.version)
+                check_model(service, request.name, request.version or None)
             except ServingError as exc:
                 calls.abort(context, exc)
             return pb.ModelMetadataResponse(name=service.model_name,
